@@ -1,0 +1,163 @@
+"""Pydantic models of an environment spec (deployments/<env>.yaml)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSpec(_Strict):
+    """Where the target app's code lives; refs are resolved to SHAs here."""
+
+    repo: str = Field(description="git repository: a local path (relative to the spec file) or URL")
+    ref_pattern: str | None = Field(
+        default=None, description="regex a ref must match (prod: release tags such as v1.4.0)"
+    )
+
+
+class DatabaseSpec(_Strict):
+    """The environment's database and how its schema is migrated."""
+
+    provider: str = "prisma"
+    url_secret: str = Field(default="DATABASE_URL", description="name of the secret holding the URL")
+    schema_path: str = Field(default="prisma/schema.prisma", description="path inside the source checkout")
+    migrations_path: str = Field(default="prisma/migrations", description="path inside the source checkout")
+    backup: bool = Field(default=False, description="take and verify a backup before migrating (prod)")
+    allow_destructive: bool = Field(default=False, description="apply destructive migrations without asking")
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class ServiceSpec(_Strict):
+    """One service of the target app and the provider (target) that runs it."""
+
+    name: str
+    provider: str = Field(description="registered target name: local, vercel, gke, kubernetes, railway ...")
+    settings: dict[str, Any] = Field(default_factory=dict, description="provider-specific settings")
+    secrets: dict[str, str] = Field(
+        default_factory=dict, description="provider setting name -> secret name (tokens, DATABASE_URL ...)"
+    )
+    depends_on: list[str] = Field(default_factory=list, description="services deployed before this one")
+    ready_timeout_s: float = Field(default=600, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("must be lower-case letters, digits and '-', starting with a letter")
+        return v
+
+
+class CheckSpec(_Strict):
+    """One gate or validation check: a registered kind with its settings."""
+
+    name: str
+    kind: str = Field(description="registered check kind: health, e2e, dast, perf, sentry, prometheus ...")
+    service: str | None = Field(default=None, description="the service it observes, when it observes one")
+    settings: dict[str, Any] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(default_factory=dict)
+    on_error: Literal["fail", "pass"] = Field(
+        default="fail", description="what an ERROR outcome counts as once its retries are spent"
+    )
+    error_retries: int = Field(default=2, ge=0, le=20, description="re-runs of a check that returned ERROR")
+    retry_delay_s: float = Field(default=1.0, ge=0)
+    timeout_s: float = Field(default=300, gt=0)
+
+
+class ValidationSpec(_Strict):
+    """Post-deploy validation: checks run in parallel after warm-up."""
+
+    checks: list[CheckSpec] = Field(default_factory=list)
+
+
+class WarmupRequest(_Strict):
+    """One warm-up call (runbook: agent warm-up / pre-caching)."""
+
+    service: str
+    path: str = "/"
+    method: Literal["GET", "POST", "HEAD"] = "GET"
+    repeat: int = Field(default=1, ge=1, le=1000)
+    expect_status: int | None = None
+
+
+class WarmupSpec(_Strict):
+    """Requests sent once services are up, before validation."""
+
+    requests: list[WarmupRequest] = Field(default_factory=list)
+
+
+class RollbackSpec(_Strict):
+    """When and how the rollback subflow runs."""
+
+    automatic: bool = Field(default=True, description="roll back by itself when validation or a deploy fails")
+    revert_migrations: bool = Field(default=True, description="apply the inverse migration on rollback")
+    health_recheck: bool = Field(default=True, description="re-run health checks after rolling back")
+
+
+class ApprovalSpec(_Strict):
+    """The production approval gate."""
+
+    required: bool = False
+    approvers: list[str] = Field(default_factory=list)
+    timeout_s: float = Field(default=3600, gt=0)
+
+
+class EnvironmentSpec(_Strict):
+    """A whole environment: its source, database, services, gates, validation, rollback and approval."""
+
+    environment: str
+    description: str = ""
+    source: SourceSpec
+    database: DatabaseSpec | None = None
+    services: list[ServiceSpec]
+    gates: list[CheckSpec] = Field(default_factory=list)
+    warmup: WarmupSpec = Field(default_factory=WarmupSpec)
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    rollback: RollbackSpec = Field(default_factory=RollbackSpec)
+    approval: ApprovalSpec = Field(default_factory=ApprovalSpec)
+    require_staging_pass: bool = Field(default=False, description="refuse a SHA that did not pass staging")
+
+    @field_validator("environment")
+    @classmethod
+    def _env(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("must be lower-case letters, digits and '-', starting with a letter")
+        return v
+
+    @model_validator(mode="after")
+    def _references(self) -> EnvironmentSpec:
+        names = [s.name for s in self.services]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate service names: {', '.join(dupes)}")
+        if not names:
+            raise ValueError("services: at least one service is required")
+        known = set(names)
+        for i, svc in enumerate(self.services):
+            for dep in svc.depends_on:
+                if dep not in known:
+                    raise ValueError(f"services[{i}].depends_on: unknown service {dep!r}")
+        for section, checks in (("gates", self.gates), ("validation.checks", self.validation.checks)):
+            cnames = [c.name for c in checks]
+            if len(set(cnames)) != len(cnames):
+                raise ValueError(f"{section}: check names must be unique")
+            for i, chk in enumerate(checks):
+                if chk.service is not None and chk.service not in known:
+                    raise ValueError(f"{section}[{i}].service: unknown service {chk.service!r}")
+        for i, req in enumerate(self.warmup.requests):
+            if req.service not in known:
+                raise ValueError(f"warmup.requests[{i}].service: unknown service {req.service!r}")
+        return self
+
+    def service(self, name: str) -> ServiceSpec:
+        for s in self.services:
+            if s.name == name:
+                return s
+        raise KeyError(name)

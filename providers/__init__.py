@@ -1,0 +1,1 @@
+"""Clients of the outside world behind small protocols: targets, migrators, checks, ledgers."""

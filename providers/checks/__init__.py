@@ -1,0 +1,1 @@
+"""Checks and gates: observers that return a typed outcome (PASSED, FAILED, ERROR) with findings."""

@@ -1,0 +1,1 @@
+"""Database schema migrators (Prisma migrate on PostgreSQL)."""

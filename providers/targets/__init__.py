@@ -1,0 +1,1 @@
+"""Service targets: where a service runs (local processes, Vercel, GKE, Railway, Render, Koyeb)."""
