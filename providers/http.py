@@ -1,0 +1,120 @@
+"""Vendor HTTP calls in one place: error translation (transient/permanent), Retry-After and bounded backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from providers.errors import PermanentError, TransientError
+from providers.models import utcnow
+
+TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def retry_after_seconds(resp: httpx.Response) -> float | None:
+    """The wait the vendor asked for (Retry-After seconds or HTTP date), if any."""
+    value = resp.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, (parsedate_to_datetime(value) - utcnow()).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+def _vendor_message(resp: httpx.Response) -> str:
+    """A short message from the vendor's error body (never echoes request headers, so never the token)."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text[:300]
+    if isinstance(body, dict):
+        err = body.get("error", body.get("errors", body))
+        if isinstance(err, dict):
+            return str(err.get("message") or err.get("code") or err)[:300]
+        if isinstance(err, list) and err and isinstance(err[0], dict):
+            return str(err[0].get("message", err[0]))[:300]
+        if "message" in body:
+            return str(body["message"])[:300]
+    return str(body)[:300]
+
+
+def raise_for_vendor(resp: httpx.Response, *, provider: str, resource: str) -> None:
+    """Translate an error response into TransientError or PermanentError naming provider and resource."""
+    if resp.is_success:
+        return
+    msg = f"HTTP {resp.status_code} on {resp.request.method} {resp.request.url.path}: {_vendor_message(resp)}"
+    if resp.status_code in TRANSIENT_STATUS:
+        raise TransientError(msg, provider=provider, resource=resource, retry_after=retry_after_seconds(resp))
+    raise PermanentError(msg, provider=provider, resource=resource)
+
+
+class VendorClient:
+    """An injected `httpx.AsyncClient` plus the vendor's name; `request` retries transient failures.
+
+    Retries: up to `attempts` tries, exponential backoff with jitter from `backoff_s`, never shorter than the
+    vendor's Retry-After and never longer than `max_wait_s` a wait. Only transient failures are retried.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        provider: str,
+        attempts: int = 5,
+        backoff_s: float = 0.5,
+        max_wait_s: float = 30.0,
+    ) -> None:
+        self.client = client
+        self.provider = provider
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.max_wait_s = max_wait_s
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        resource: str,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+    ) -> httpx.Response:
+        """Send one request; return the successful response or raise a translated error."""
+        last: TransientError | None = None
+        for attempt in range(self.attempts):
+            try:
+                resp = await self.client.request(
+                    method, url, params=params, json=json, headers=headers, content=content
+                )
+                raise_for_vendor(resp, provider=self.provider, resource=resource)
+                return resp
+            except TransientError as exc:
+                last = exc
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                last = TransientError(
+                    f"{type(exc).__name__} on {method} {httpx.URL(url).path}", provider=self.provider, resource=resource
+                )
+            if attempt + 1 == self.attempts:
+                break
+            wait = self.backoff_s * (2**attempt) * (0.5 + random.random())
+            if last.retry_after is not None:
+                wait = max(wait, last.retry_after)
+            await asyncio.sleep(min(wait, self.max_wait_s))
+        assert last is not None
+        raise last
+
+    async def json(self, method: str, url: str, *, resource: str, **kw: Any) -> Any:
+        """`request` and decode the JSON body."""
+        resp = await self.request(method, url, resource=resource, **kw)
+        return resp.json() if resp.content else None
