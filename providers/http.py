@@ -79,6 +79,14 @@ class VendorClient:
         self.backoff_s = backoff_s
         self.max_wait_s = max_wait_s
 
+    def translate(self, resp: httpx.Response, *, resource: str) -> None:
+        """Raise the translated error for a failed `resp` (no-op on success).
+
+        The one place a vendor's own signals are read: a subclass overrides it (GitHub's 403 with
+        x-ratelimit-remaining 0 is transient; a registry's 401 challenge or 404 is an answer, not an error).
+        """
+        raise_for_vendor(resp, provider=self.provider, resource=resource)
+
     async def request(
         self,
         method: str,
@@ -97,7 +105,7 @@ class VendorClient:
                 resp = await self.client.request(
                     method, url, params=params, json=json, headers=headers, content=content
                 )
-                raise_for_vendor(resp, provider=self.provider, resource=resource)
+                self.translate(resp, resource=resource)
                 return resp
             except TransientError as exc:
                 last = exc

@@ -1,0 +1,80 @@
+"""Load deployments/<env>.yaml into an EnvironmentSpec; every error names the file and the field path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from deployments.spec import EnvironmentSpec
+from providers.errors import ConfigError
+
+SPEC_DIR_ENV = "AEVON_SPEC_DIR"
+
+
+def default_spec_dir() -> Path:
+    """The spec directory: $AEVON_SPEC_DIR, else the `deployments/` folder of this project."""
+    override = os.environ.get(SPEC_DIR_ENV)
+    return Path(override) if override else Path(__file__).resolve().parent
+
+
+def available_environments(spec_dir: Path | None = None) -> list[str]:
+    """Names of the environments that have a spec file."""
+    d = spec_dir or default_spec_dir()
+    return sorted(p.stem for p in d.glob("*.yaml"))
+
+
+def spec_path(env: str, spec_dir: Path | None = None) -> Path:
+    """The spec file of `env`, or ConfigError listing the known environments."""
+    d = spec_dir or default_spec_dir()
+    path = d / f"{env}.yaml"
+    if not env.replace("-", "").isalnum() or not path.is_file():
+        known = ", ".join(available_environments(d)) or "none"
+        raise ConfigError(f"unknown environment {env!r} (specs in {d}: {known})")
+    return path
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def format_validation_error(path: Path, exc: ValidationError) -> str:
+    """One line per problem: `file: field.path: message`."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if p not in ("function-after[_references(), EnvironmentSpec]",))
+        lines.append(f"{path}: {_loc(loc)}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_spec(env: str, spec_dir: Path | None = None) -> EnvironmentSpec:
+    """Read and validate the spec of `env`. Relative `source.repo` paths resolve against the spec's folder."""
+    path = spec_path(env, spec_dir)
+    try:
+        raw: Any = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise ConfigError(f"not valid YAML ({where}): {getattr(exc, 'problem', exc)}", str(path)) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError("the spec must be a mapping at the top level", str(path))
+    try:
+        spec = EnvironmentSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(path, exc)) from exc
+    if spec.environment != env:
+        raise ConfigError(f"says environment {spec.environment!r} but the file is for {env!r}", f"{path}: environment")
+    repo = spec.source.repo
+    if "://" not in repo and not Path(repo).is_absolute():
+        resolved = str((path.parent / repo).resolve())
+        spec = spec.model_copy(update={"source": spec.source.model_copy(update={"repo": resolved})})
+    return spec
