@@ -138,11 +138,12 @@ class Ledger:
 
     # -- releases ----------------------------------------------------------------------------------------------
     async def start_release(self, release_id: str, env: str, ref: str, sha: str, flow_run_id: str | None) -> None:
-        """Record a run as running (idempotent: a retried flow run keeps its row)."""
+        """Record a run as running (idempotent: a retried flow run reuses its row and is running again)."""
         async with self._conn() as c:
             await c.execute(
                 "INSERT INTO aevon_releases (release_id, env, ref, sha, status, flow_run_id) "
-                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (release_id) DO NOTHING",
+                "VALUES ($1, $2, $3, $4, $5, $6) "
+                "ON CONFLICT (release_id) DO UPDATE SET status=EXCLUDED.status, finished_at=NULL",
                 release_id, env, ref, sha, RUNNING, flow_run_id,
             )
 
@@ -194,12 +195,14 @@ class Ledger:
 
     # -- journal -----------------------------------------------------------------------------------------------
     async def record_intent(self, release_id: str, step: str, target: str, undo: dict[str, Any]) -> JournalEntry:
-        """Before a side effect: what would undo it. Idempotent per (release, step, target): the first undo wins."""
+        """Before a side effect: what would undo it. Idempotent per (release, step, target): the first undo wins;
+        an entry undone by a compensation is re-opened (the same release is being deployed again)."""
         async with self._conn() as c:
             row = await c.fetchrow(
                 "INSERT INTO aevon_journal (release_id, step, target, state, undo) VALUES ($1, $2, $3, $4, $5::jsonb) "
-                "ON CONFLICT (release_id, step, target) DO UPDATE SET release_id=EXCLUDED.release_id RETURNING *",
-                release_id, step, target, INTENT, json.dumps(undo, default=str),
+                "ON CONFLICT (release_id, step, target) DO UPDATE SET state = CASE WHEN aevon_journal.state = $6 "
+                "THEN $4 ELSE aevon_journal.state END RETURNING *",
+                release_id, step, target, INTENT, json.dumps(undo, default=str), UNDONE,
             )
         return _entry(row)
 

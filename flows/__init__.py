@@ -1,0 +1,1 @@
+"""Prefect flows: deploy (the DAG), rollback (subflow), and the CLI that starts them."""

@@ -1,0 +1,283 @@
+"""The deploy flow: gates → database → services → warm-up → validation, with the rollback subflow on failure."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.client.schemas.objects import State
+from prefect.context import get_run_context
+from prefect.events import emit_event
+from prefect.logging import get_run_logger
+from prefect.states import Completed, Failed
+
+from flows.locking import environment_lock
+from flows.report import DeployOutcome, DeployReport, render_markdown
+from flows.rollback import ACTIVE, rollback_flow, undo_release
+from flows.runtime import Runtime, build_runtime
+from providers.checks.base import CheckInput
+from providers.errors import AevonError, ConfigError
+from providers.ledger import Ledger
+from providers.models import DeployStatus, Release, ServiceVersion, utcnow
+from providers.source import validate_ref
+from tasks.checks import blocks, run_check
+from tasks.database import apply_migrations, plan_migrations
+from tasks.services import ServiceChange, deploy_service, describe_error
+from tasks.warmup import warm_up
+
+LEDGER_STATUS = {
+    DeployOutcome.SUCCEEDED: "succeeded",
+    DeployOutcome.REFUSED: "refused",
+    DeployOutcome.ROLLED_BACK: "rolled_back",
+    DeployOutcome.ROLLBACK_FAILED: "rollback_failed",
+    DeployOutcome.FAILED: "failed",
+}
+EVENTS = {
+    DeployOutcome.SUCCEEDED: "aevon.deploy.succeeded",
+    DeployOutcome.ROLLED_BACK: "aevon.deploy.rolled-back",
+}
+
+
+class Refused(AevonError):
+    """The run stops before any change (gate failed, destructive migration not allowed, promotion rule ...)."""
+
+
+class NeedsRollback(AevonError):
+    """Something failed after changes began; the rollback subflow must run."""
+
+
+def _flow_run_id() -> str:
+    try:
+        ctx = get_run_context()
+        return str(ctx.flow_run.id) if getattr(ctx, "flow_run", None) else uuid.uuid4().hex  # type: ignore[union-attr]
+    except Exception:
+        return uuid.uuid4().hex
+
+
+@flow(name="deploy", flow_run_name="deploy-{env}-{ref}")
+async def deploy_flow(
+    env: str, ref: str, allow_destructive: bool = False, spec_dir: str | None = None
+) -> State[DeployReport]:
+    """Deploy `ref` to `env` through the runbook's DAG; roll back by itself when a deploy or validation fails.
+
+    Args:
+        env: environment name (a spec deployments/<env>.yaml must exist).
+        ref: git ref to deploy (branch, tag or SHA; prod: a release tag).
+        allow_destructive: apply migrations classified destructive (otherwise refused where the spec says so).
+        spec_dir: folder of the environment specs (default: the project's deployments/).
+
+    Returns:
+        A Completed state carrying the DeployReport, or a Failed state carrying it when the run did not succeed.
+    """
+    flow_run_id = _flow_run_id()
+    report = DeployReport(env=env, ref=ref, flow_run_id=flow_run_id)
+    rt: Runtime | None = None
+    ledger: Ledger | None = None
+    try:
+        with report.step("load spec and secrets"):
+            validate_ref(ref)
+            rt = build_runtime(env, Path(spec_dir) if spec_dir else None)
+        ledger = await Ledger.connect(rt.settings.state_db_url)
+        ACTIVE[env] = rt
+        async with environment_lock(env, rt.settings.lock_lease_s):
+            await _compensate(rt, ledger, report)
+            await _run(rt, ledger, report, flow_run_id, allow_destructive, spec_dir)
+    except (Refused, ConfigError) as exc:
+        report.outcome, report.error = DeployOutcome.REFUSED, str(exc)
+    except AevonError as exc:
+        report.outcome, report.error = DeployOutcome.FAILED, describe_error(exc)
+    finally:
+        ACTIVE.pop(env, None)
+        if rt is not None:
+            await rt.aclose()
+    return await _finish(report, ledger)
+
+
+async def _finish(report: DeployReport, ledger: Ledger | None) -> State[DeployReport]:
+    report.finished_at = utcnow()
+    if ledger is not None:
+        if report.release_id:
+            status = LEDGER_STATUS[report.outcome]
+            await ledger.finish_release(report.release_id, status, report.model_dump(mode="json"))
+        await ledger.close()
+    markdown = render_markdown(report)
+    await acreate_markdown_artifact(markdown=markdown, key=f"deploy-{report.env}", description=f"deploy {report.env}")
+    emit_event(
+        event=EVENTS.get(report.outcome, "aevon.deploy.failed"),
+        resource={"prefect.resource.id": f"aevon.environment.{report.env}", "aevon.outcome": report.outcome.value},
+        payload={"ref": report.ref, "sha": report.sha, "release_id": report.release_id, "error": report.error},
+    )
+    if report.outcome == DeployOutcome.SUCCEEDED:
+        return Completed(data=report, message="deployed")
+    return Failed(data=report, message=f"{report.outcome}: {report.error or ''}".strip(": "))
+
+
+async def _compensate(rt: Runtime, ledger: Ledger, report: DeployReport) -> None:
+    """Undo runs of this environment whose process died part way (we hold the lock: none of them is running)."""
+    for row in await ledger.unfinished(rt.spec.environment):
+        with report.step(f"compensate {row.release_id}") as st:
+            rb = await undo_release(rt, ledger, row.release_id, "its run never finished (the process died)")
+            report.compensated.append(rb)
+            st.outcome = "ok" if rb.ok else "failed"
+            await ledger.finish_release(
+                row.release_id, "compensated" if rb.ok else "rollback_failed",
+                {**row.report, "compensation": rb.model_dump(mode="json")},
+            )
+            if not rb.ok:
+                raise AevonError(f"could not compensate the crashed run {row.release_id}: " + "; ".join(rb.notes))
+
+
+async def _run(
+    rt: Runtime, ledger: Ledger, report: DeployReport, flow_run_id: str, allow_destructive: bool, spec_dir: str | None
+) -> None:
+    spec = rt.spec
+    emit_event(event="aevon.deploy.started", resource={"prefect.resource.id": f"aevon.environment.{spec.environment}"},
+               payload={"ref": report.ref})
+    with report.step("resolve release") as st:
+        release = await _resolve(rt, report.ref, flow_run_id)
+        report.sha, report.release_id = release.sha, release.release_id
+        st.detail = f"{report.ref} → {release.short_sha}"
+        await ledger.start_release(release.release_id, spec.environment, report.ref, release.sha, flow_run_id)
+        if spec.require_staging_pass and await ledger.passed("staging", release.sha) is None:
+            raise Refused(f"commit {release.short_sha} has not passed validation in staging")
+    checkout = Path(str(release.checkout_dir))
+    await _gates(rt, report, release, checkout)
+    try:
+        await _database(rt, ledger, report, release, checkout, allow_destructive or bool(spec.database and
+                                                                                         spec.database.allow_destructive))
+        await _services(rt, ledger, report, release)
+        services = await _current(rt)
+        with report.step("warm-up") as st:
+            report.warmup = await warm_up(spec.warmup, services)
+            st.detail = f"{int(report.warmup.get('requests', 0))} requests"
+        await _validate(rt, report, release, services, checkout)
+    except NeedsRollback as exc:
+        await _rollback(rt, report, release, str(exc), spec_dir)
+        return
+    with report.step("record good release"):
+        inp = CheckInput(release=release, services=services, checkout_dir=checkout)
+        for (_, chk), res in zip(rt.checks, report.checks, strict=True):
+            if res.outcome.value == "PASSED":
+                await chk.record_baseline(inp, res)
+    report.outcome = DeployOutcome.SUCCEEDED
+
+
+async def _resolve(rt: Runtime, ref: str, flow_run_id: str) -> Release:
+    pattern = rt.spec.source.ref_pattern
+    if pattern and not re.fullmatch(pattern, ref):
+        raise ConfigError(f"ref {ref!r} does not match {pattern!r} required in {rt.spec.environment}", "--ref")
+    sha = await rt.source.resolve(ref)
+    checkout = await rt.source.checkout(sha)
+    release_id = f"{rt.spec.environment}-{sha[:12]}-{flow_run_id.replace('-', '')[:8]}"
+    return Release(release_id=release_id, env=rt.spec.environment, ref=ref, sha=sha, checkout_dir=str(checkout))
+
+
+async def _gates(rt: Runtime, report: DeployReport, release: Release, checkout: Path) -> None:
+    if not rt.gates:
+        return
+    with report.step("pre-deploy gates") as st:
+        inp = CheckInput(release=release, services=await _current(rt), checkout_dir=checkout)
+        report.gates = list(await asyncio.gather(*(run_check(c, s, inp, "gate") for s, c in rt.gates)))
+        failed = [r for (s, _), r in zip(rt.gates, report.gates, strict=True) if blocks(r, s)]
+        st.detail = f"{len(report.gates) - len(failed)}/{len(report.gates)} passed"
+        if failed:
+            st.outcome = "failed"
+            raise Refused("gates failed: " + "; ".join(f"{r.name}: {r.summary}" for r in failed))
+
+
+async def _database(
+    rt: Runtime, ledger: Ledger, report: DeployReport, release: Release, checkout: Path, allow_destructive: bool
+) -> None:
+    if rt.migrator is None:
+        return
+    with report.step("migration plan") as st:
+        last = await ledger.last_good(rt.spec.environment)
+        previous = await rt.source.checkout(last.sha) if last else None
+        plan = await plan_migrations(rt.migrator, checkout, previous)
+        report.migration_plan = plan
+        st.detail = f"{len(plan.pending)} pending" + (", destructive" if plan.destructive else "")
+        if plan.destructive and not allow_destructive:
+            raise Refused("destructive migration refused (allow it with --allow-destructive): "
+                          + "; ".join(f.message for f in plan.findings if f.severity.rank >= 3))
+    if not plan.pending:
+        return
+    with report.step("migrate") as st:
+        try:
+            result = await apply_migrations(ledger, release, rt.migrator, checkout, plan)
+        except AevonError as exc:
+            st.outcome, st.detail = "failed", describe_error(exc)
+            raise NeedsRollback(f"migration failed: {describe_error(exc)}") from exc
+        report.migrations_applied = result.applied
+        st.detail = ", ".join(result.applied) or "nothing to apply"
+
+
+async def _services(rt: Runtime, ledger: Ledger, report: DeployReport, release: Release) -> None:
+    for i, layer in enumerate(rt.layers):
+        with report.step(f"deploy services: {', '.join(layer)}") as st:
+            results = await asyncio.gather(
+                *(deploy_service(ledger, release, name, rt.targets[name], i, rt.spec.service(name).ready_timeout_s)
+                  for name in layer),
+                return_exceptions=True,
+            )
+            changes = [_as_change(rt, n, r) for n, r in zip(layer, results, strict=True)]
+            report.services.extend(changes)
+            failed = [c for c in changes if c.status != DeployStatus.READY]
+            if failed:
+                st.outcome = "failed"
+                st.detail = "; ".join(f"{c.service}: {c.message}" for c in failed)
+                raise NeedsRollback(f"service deploy failed: {st.detail}")
+
+
+def _as_change(rt: Runtime, name: str, result: ServiceChange | BaseException) -> ServiceChange:
+    if isinstance(result, ServiceChange):
+        return result
+    return ServiceChange(service=name, provider=rt.spec.service(name).provider, status=DeployStatus.FAILED,
+                         message=describe_error(result))
+
+
+async def _current(rt: Runtime) -> dict[str, ServiceVersion]:
+    names = list(rt.targets)
+    found = await asyncio.gather(*(rt.targets[n].current() for n in names))
+    return {n: v for n, v in zip(names, found, strict=True) if v is not None}
+
+
+async def _validate(
+    rt: Runtime, report: DeployReport, release: Release, services: dict[str, ServiceVersion], checkout: Path
+) -> None:
+    if not rt.checks:
+        return
+    with report.step("validation") as st:
+        inp = CheckInput(release=release, services=services, checkout_dir=checkout)
+        report.checks = list(await asyncio.gather(*(run_check(c, s, inp, "validate") for s, c in rt.checks)))
+        failed = [r for (s, _), r in zip(rt.checks, report.checks, strict=True) if blocks(r, s)]
+        st.detail = f"{len(report.checks) - len(failed)}/{len(report.checks)} passed"
+        if failed:
+            st.outcome = "failed"
+            raise NeedsRollback("validation failed: " + "; ".join(f"{r.name}: {r.summary}" for r in failed))
+
+
+async def _rollback(rt: Runtime, report: DeployReport, release: Release, reason: str, spec_dir: str | None) -> None:
+    report.error = reason
+    if not rt.spec.rollback.automatic:
+        get_run_logger().error("automatic rollback is off; roll back with `aevon-deploy rollback %s %s`",
+                               rt.spec.environment, release.release_id)
+        report.outcome = DeployOutcome.FAILED
+        return
+    with report.step("rollback") as st:
+        rb = await rollback_flow(rt.spec.environment, release.release_id, reason, spec_dir)
+        report.rollback = rb
+        st.outcome = "ok" if rb.ok else "failed"
+    report.outcome = DeployOutcome.ROLLED_BACK if rb.ok else DeployOutcome.ROLLBACK_FAILED
+
+
+async def report_of(state: State[Any]) -> DeployReport:
+    """The DeployReport a deploy flow run's final state carries."""
+    data = await state.aresult(raise_on_failure=False)
+    if isinstance(data, DeployReport):
+        return data
+    raise AevonError(f"the deploy flow ended without a report ({state.type}: {state.message})")

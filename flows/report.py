@@ -1,0 +1,163 @@
+"""The run report: a typed record of every step, rendered as markdown for the Prefect artifact and the CLI."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from providers.migrators.base import MigrationPlan
+from providers.models import CheckResult, utcnow
+from tasks.services import ServiceChange
+
+
+class DeployOutcome(StrEnum):
+    """How a run ended; each maps to a CLI exit code."""
+
+    SUCCEEDED = "SUCCEEDED"
+    REFUSED = "REFUSED"  # stopped before any change (bad input, failed gate, rejected approval)
+    ROLLED_BACK = "ROLLED_BACK"  # a deploy or validation failed and the rollback restored the previous release
+    ROLLBACK_FAILED = "ROLLBACK_FAILED"  # the rollback itself did not complete: an operator must look
+    FAILED = "FAILED"  # an unexpected error after changes began, with automatic rollback disabled
+
+
+EXIT_CODES: dict[DeployOutcome, int] = {
+    DeployOutcome.SUCCEEDED: 0,
+    DeployOutcome.FAILED: 1,
+    DeployOutcome.REFUSED: 3,
+    DeployOutcome.ROLLED_BACK: 4,
+    DeployOutcome.ROLLBACK_FAILED: 5,
+}
+
+
+class StepRecord(BaseModel):
+    """One step of the DAG as it ran."""
+
+    name: str
+    started_at: datetime
+    duration_s: float
+    outcome: str
+    detail: str = ""
+
+
+class RollbackReport(BaseModel):
+    """What the rollback subflow did."""
+
+    release_id: str
+    reason: str
+    ok: bool
+    services: list[ServiceChange] = Field(default_factory=list)
+    migrations_reverted: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    health: list[CheckResult] = Field(default_factory=list)
+
+
+class DeployReport(BaseModel):
+    """Everything a run did, in order; stored in the ledger and published as an artifact."""
+
+    env: str
+    ref: str
+    sha: str | None = None
+    release_id: str | None = None
+    flow_run_id: str | None = None
+    outcome: DeployOutcome = DeployOutcome.SUCCEEDED
+    error: str | None = None
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    steps: list[StepRecord] = Field(default_factory=list)
+    gates: list[CheckResult] = Field(default_factory=list)
+    migration_plan: MigrationPlan | None = None
+    migrations_applied: list[str] = Field(default_factory=list)
+    services: list[ServiceChange] = Field(default_factory=list)
+    warmup: dict[str, float] = Field(default_factory=dict)
+    checks: list[CheckResult] = Field(default_factory=list)
+    compensated: list[RollbackReport] = Field(default_factory=list)
+    rollback: RollbackReport | None = None
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[StepRecord]:
+        """Time a step; its outcome is 'ok' unless the body sets another or raises."""
+        rec = StepRecord(name=name, started_at=utcnow(), duration_s=0.0, outcome="ok")
+        t0 = time.monotonic()
+        try:
+            yield rec
+        except BaseException as exc:
+            rec.outcome = "error"
+            rec.detail = rec.detail or type(exc).__name__
+            raise
+        finally:
+            rec.duration_s = time.monotonic() - t0
+            self.steps.append(rec)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.outcome]
+
+
+def _short(v: str | None) -> str:
+    return v[:12] if v else "—"
+
+
+def _checks_table(title: str, results: list[CheckResult]) -> list[str]:
+    if not results:
+        return []
+    out = [f"### {title}", "", "| check | kind | outcome | attempts | time | summary |", "|---|---|---|---|---|---|"]
+    for r in results:
+        summary = r.summary.replace("|", "\\|").replace("\n", " ")[:200]
+        out.append(f"| {r.name} | {r.kind} | **{r.outcome}** | {r.attempts} | {r.duration_s:.2f}s | {summary} |")
+        for f in r.findings[:10]:
+            out.append(f"|  | {f.severity} |  |  |  | {f.message[:200]} |")
+    return [*out, ""]
+
+
+def _services_table(title: str, changes: list[ServiceChange]) -> list[str]:
+    if not changes:
+        return []
+    out = [f"### {title}", "", "| service | provider | before | after | status | time | note |", "|---" * 7 + "|"]
+    for c in changes:
+        out.append(
+            f"| {c.service} | {c.provider} | {_short(c.before)} | {_short(c.after)} | **{c.status}** | "
+            f"{c.duration_s:.2f}s | {c.message[:200]} |"
+        )
+    return [*out, ""]
+
+
+def render_markdown(r: DeployReport) -> str:
+    """The report as markdown (Prefect artifact and `aevon-deploy deploy` output)."""
+    lines = [
+        f"## Deploy {r.env} @ {r.ref} → **{r.outcome}**",
+        "",
+        f"- release `{r.release_id or '—'}`, commit `{_short(r.sha)}`",
+        f"- started {r.started_at:%Y-%m-%d %H:%M:%S} UTC"
+        + (f", took {(r.finished_at - r.started_at).total_seconds():.1f}s" if r.finished_at else ""),
+    ]
+    if r.error:
+        lines.append(f"- error: {r.error}")
+    lines += ["", "### Steps", "", "| step | outcome | time | detail |", "|---|---|---|---|"]
+    lines += [f"| {s.name} | {s.outcome} | {s.duration_s:.2f}s | {s.detail[:200]} |" for s in r.steps]
+    lines.append("")
+    for comp in r.compensated:
+        lines += [f"### Compensated crashed run `{comp.release_id}`: {'ok' if comp.ok else 'FAILED'}", ""]
+        lines += _services_table("Compensation", comp.services)
+    lines += _checks_table("Gates", r.gates)
+    if r.migration_plan is not None:
+        lines += ["### Database", "", f"- pending: {', '.join(r.migration_plan.pending) or 'none'}",
+                  f"- applied: {', '.join(r.migrations_applied) or 'none'}"]
+        lines += [f"- {f.severity}: {f.message}" for f in r.migration_plan.findings]
+        lines.append("")
+    lines += _services_table("Services", r.services)
+    lines += _checks_table("Validation", r.checks)
+    if r.rollback is not None:
+        rb = r.rollback
+        lines += [f"### Rollback: {'completed' if rb.ok else 'FAILED'}", "", f"- reason: {rb.reason}"]
+        if rb.migrations_reverted:
+            lines.append(f"- migrations reverted: {', '.join(rb.migrations_reverted)}")
+        lines += [f"- {n}" for n in rb.notes]
+        lines.append("")
+        lines += _services_table("Services rolled back", rb.services)
+        lines += _checks_table("Health after rollback", rb.health)
+    return "\n".join(lines)

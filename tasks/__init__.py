@@ -1,0 +1,1 @@
+"""Thin Prefect tasks: gates, migrations, service deploys, warm-up and validation checks."""

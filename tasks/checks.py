@@ -1,0 +1,57 @@
+"""Run one gate or validation check: bounded time, ERROR re-runs as its spec says, exceptions become ERROR."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from prefect import task
+from prefect.logging import get_run_logger
+
+from deployments.spec import CheckSpec
+from providers.checks.base import Check, CheckInput
+from providers.errors import AevonError
+from providers.models import CheckResult, Outcome
+from tasks.common import TASK_DEFAULTS
+
+
+async def _once(check: Check, spec: CheckSpec, inp: CheckInput) -> CheckResult:
+    start = time.monotonic()
+    try:
+        async with asyncio.timeout(spec.timeout_s):
+            return await check.run(inp)
+    except TimeoutError:
+        summary = f"did not finish within {spec.timeout_s:.0f}s"
+    except AevonError as exc:
+        summary = str(exc)
+    except Exception as exc:  # a check must not take the run down: could not measure
+        summary = f"{type(exc).__name__} while measuring"
+    return CheckResult(
+        name=spec.name, kind=spec.kind, outcome=Outcome.ERROR, summary=summary, duration_s=time.monotonic() - start
+    )
+
+
+@task(name="check", task_run_name="{phase}-{spec.name}", **{**TASK_DEFAULTS, "retries": 0})
+async def run_check(check: Check, spec: CheckSpec, inp: CheckInput, phase: str) -> CheckResult:
+    """Measure; re-run up to `spec.error_retries` times while the outcome is ERROR; apply `spec.on_error`."""
+    logger = get_run_logger()
+    attempts = 0
+    while True:
+        attempts += 1
+        result = await _once(check, spec, inp)
+        if result.outcome != Outcome.ERROR or attempts > spec.error_retries:
+            break
+        logger.warning("%s %s could not measure (%s); again in %.1fs", phase, spec.name, result.summary,
+                       spec.retry_delay_s)
+        await asyncio.sleep(spec.retry_delay_s)
+    result.attempts = attempts
+    if result.outcome == Outcome.ERROR and spec.on_error == "pass":
+        result.summary = f"{result.summary} (ERROR counted as pass by on_error)"
+    return result
+
+
+def blocks(result: CheckResult, spec: CheckSpec) -> bool:
+    """True when `result` must stop the run (gate) or trigger rollback (validation)."""
+    if result.outcome == Outcome.FAILED:
+        return True
+    return result.outcome == Outcome.ERROR and spec.on_error == "fail"
