@@ -1,0 +1,50 @@
+# aevon-deploy: `make demo` (the main job) and `make test` (set-up plus the whole suite). Everything installs itself.
+SHELL := /bin/bash
+PY := .venv/bin/python
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+PREFECT_PORT ?= 4200
+PREFECT_DB ?= postgresql+asyncpg://postgres@127.0.0.1:5432/aevon_prefect
+
+.PHONY: setup python prisma postgres chromium test unit lint demo bench serve stop clean
+
+setup: python prisma postgres chromium
+
+python:
+	@bash scripts/setup-python.sh
+
+prisma:
+	@bash scripts/setup-prisma.sh
+
+postgres:
+	@bash scripts/ensure-postgres.sh
+
+chromium:
+	@bash scripts/ensure-chromium.sh
+
+lint: python
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+test: setup lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+unit: python
+	$(PY) -m pytest -q tests/unit
+
+demo: setup
+	$(PY) -m flows.server start --port $(PREFECT_PORT) --db $(PREFECT_DB)
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(PY) scripts/demo.py
+
+bench: setup
+	$(PY) bench/run.py
+
+serve: setup
+	$(PY) -m flows.server start --port $(PREFECT_PORT) --db $(PREFECT_DB)
+	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)"
+
+stop:
+	-$(PY) scripts/demo.py --stop
+	-$(PY) -m flows.server stop --port $(PREFECT_PORT)
+
+clean: stop
+	rm -rf .aevon

@@ -1,0 +1,157 @@
+"""The `aevon-deploy` command line: plan, deploy, rollback, history, status, unlock."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from deployments.loader import available_environments
+from deployments.settings import AevonSettings
+from providers.errors import AevonError, ConfigError
+
+EXIT_USAGE, EXIT_REFUSED = 2, 3
+EPILOG = """exit codes: 0 deployed; 1 failed (automatic rollback off, or unexpected error); 2 usage error;
+3 refused before any change (bad spec, missing secret, malformed ref, failed gate); 4 validation or a deploy
+failed and the previous release was restored; 5 the rollback itself failed: an operator must look."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="aevon-deploy", description="Deploy ΛΞVON OS through its runbook as a Prefect DAG.", epilog=EPILOG,
+    )
+    ap.add_argument("--spec-dir", type=Path, default=None, help="folder of environment specs (default: deployments/)")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("plan", help="print the DAG a deploy would run; changes nothing", epilog=EPILOG)
+    p.add_argument("env", help="environment (dev, staging, prod ...)")
+    p.add_argument("--ref", help="git ref to plan for (branch, tag, SHA)")
+
+    d = sub.add_parser("deploy", help="deploy a ref to an environment", epilog=EPILOG)
+    d.add_argument("env")
+    d.add_argument("--ref", required=True, help="git ref to deploy (prod: a release tag)")
+    d.add_argument("--allow-destructive", action="store_true", help="apply migrations classified destructive")
+    d.add_argument("--json", action="store_true", help="print the report as JSON instead of markdown")
+
+    r = sub.add_parser("rollback", help="undo what one run changed (from its journal)", epilog=EPILOG)
+    r.add_argument("env")
+    r.add_argument("release_id")
+    r.add_argument("--reason", default="manual rollback")
+
+    h = sub.add_parser("history", help="the latest runs of an environment, from the release ledger")
+    h.add_argument("env")
+    h.add_argument("--limit", type=int, default=20)
+
+    s = sub.add_parser("status", help="what an environment runs now and its last run")
+    s.add_argument("env")
+
+    u = sub.add_parser("unlock", help="free the environment lock held by a crashed run")
+    u.add_argument("env")
+    return ap
+
+
+async def _plan(args: argparse.Namespace) -> int:
+    from flows.plan import render_plan
+    from flows.runtime import build_runtime
+
+    rt = build_runtime(args.env, args.spec_dir)
+    try:
+        print(await render_plan(rt, args.ref))
+    finally:
+        await rt.aclose()
+    return 0
+
+
+async def _deploy(args: argparse.Namespace) -> int:
+    from flows.deploy import deploy_flow, report_of
+    from flows.report import render_markdown
+
+    state = await deploy_flow(
+        args.env, args.ref, allow_destructive=args.allow_destructive,
+        spec_dir=str(args.spec_dir) if args.spec_dir else None, return_state=True,
+    )
+    report = await report_of(state)
+    print(report.model_dump_json(indent=2) if args.json else render_markdown(report))
+    return report.exit_code
+
+
+async def _rollback(args: argparse.Namespace) -> int:
+    from flows.rollback import rollback_flow
+
+    rb = await rollback_flow(args.env, args.release_id, args.reason, str(args.spec_dir) if args.spec_dir else None)
+    print(rb.model_dump_json(indent=2))
+    return 0 if rb.ok else 5
+
+
+async def _history(args: argparse.Namespace, status_only: bool) -> int:
+    from providers.ledger import Ledger
+
+    ledger = await Ledger.connect(AevonSettings().state_db_url)
+    try:
+        rows = await ledger.history(args.env, 1 if status_only else args.limit)
+        good = await ledger.last_good(args.env)
+    finally:
+        await ledger.close()
+    if status_only:
+        print(f"environment {args.env}")
+        print(f"  serving (last good): {good.ref} {good.sha[:12]} ({good.release_id})" if good else "  never deployed")
+        if rows:
+            last = rows[0]
+            print(f"  last run: {last.release_id} {last.status} at {last.started_at:%Y-%m-%d %H:%M:%S}")
+            for svc in last.report.get("services", []):
+                print(f"    {svc['service']}: {str(svc.get('before') or '—')[:12]} → {str(svc.get('after'))[:12]}"
+                      f" {svc['status']}")
+        return 0
+    print(f"{'started (UTC)':19}  {'status':15}  {'ref':14}  {'sha':12}  {'approver':12}  release")
+    for row in rows:
+        print(f"{row.started_at:%Y-%m-%d %H:%M:%S}  {row.status:15}  {row.ref[:14]:14}  {row.sha[:12]:12}  "
+              f"{(row.approver or '—')[:12]:12}  {row.release_id}")
+    return 0
+
+
+async def _unlock(args: argparse.Namespace) -> int:
+    from flows.locking import force_unlock
+
+    freed = await force_unlock(args.env)
+    print(f"deploy-{args.env}: freed {freed} slot(s)")
+    return 0
+
+
+def _init_sentry() -> None:
+    dsn = AevonSettings().sentry_dsn
+    if dsn is not None:
+        import sentry_sdk
+
+        sentry_sdk.init(dsn=dsn.get_secret_value(), send_default_pii=False, traces_sample_rate=0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `aevon-deploy` console script."""
+    args = _parser().parse_args(argv)
+    if hasattr(args, "env") and args.env not in available_environments(args.spec_dir):
+        known = ", ".join(available_environments(args.spec_dir)) or "none"
+        print(f"aevon-deploy: unknown environment {args.env!r} (known: {known})", file=sys.stderr)
+        return EXIT_REFUSED
+    _init_sentry()
+    handlers: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
+        "plan": _plan, "deploy": _deploy, "rollback": _rollback, "unlock": _unlock,
+        "history": lambda a: _history(a, False), "status": lambda a: _history(a, True),
+    }
+    try:
+        code = asyncio.run(handlers[args.command](args))
+    except ConfigError as exc:
+        print(f"aevon-deploy: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except AevonError as exc:
+        print(f"aevon-deploy: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
