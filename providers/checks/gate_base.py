@@ -71,6 +71,8 @@ class Gate:
             result = await self.evaluate(inp)
         except ProviderError as exc:
             result = self.error(f"could not measure: {exc}", resource=exc.resource)
+        except (KeyError, TypeError, ValueError) as exc:  # an answer not shaped as documented
+            result = self.error(f"could not measure: unexpected answer ({type(exc).__name__}: {exc})"[:500])
         return result.model_copy(update={"duration_s": round(time.monotonic() - start, 3)})
 
     async def record_baseline(self, inp: CheckInput, result: CheckResult) -> None:

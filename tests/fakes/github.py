@@ -68,6 +68,15 @@ class GitHubFake(FakeServer):
                 self.repos[full_name] = Repo(full_name)
             return self.repos[full_name]
 
+    def reset(self) -> None:
+        """Forget every repository, limit and recorded request (one server shared by many tests)."""
+        with self.lock:
+            self.repos.clear()
+            self._limited, self._limited_until, self._secondary = 0, 0.0, []
+            self.requests.clear()
+            self.headers_seen.clear()
+            self._faults.clear()
+
     def rate_limit(self, count: int = 1, *, reset_in_s: float = 1.0, status: int = 403) -> None:
         """The next `count` requests, and every request before the reset, are refused as over the primary limit."""
         with self.lock:

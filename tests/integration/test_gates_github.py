@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,16 +11,24 @@ import pytest
 
 from providers.checks.github_review import ReviewGate
 from providers.errors import ConfigError
-from providers.models import CheckResult, Outcome
+from providers.models import Outcome
 from tests.fakes.github import GitHubFake
 from tests.fakes.github_state import Repo, new_sha
-from tests.integration.gates_support import environment, make_gate, messages, release_input, text_of
+from tests.integration.gates_support import (
+    NPM_V2,
+    PNPM,
+    TOKEN,
+    audit_script,
+    environment,
+    git,
+    make_gate,
+    messages,
+    release_input,
+    run,
+)
 
-TOKEN = "ghp_fake_token_0123456789abcdef"
-WRONG = "ghp_wrong_token_fedcba9876543210"
 
-
-@pytest.fixture
+@pytest.fixture(scope="module")
 def gh() -> Iterator[GitHubFake]:
     fake = GitHubFake(token=TOKEN)
     fake.start()
@@ -32,15 +38,9 @@ def gh() -> Iterator[GitHubFake]:
 
 @pytest.fixture
 def repo(gh: GitHubFake) -> Repo:
+    """A fresh aevon/app (every test asking for the fake asks for this, so each starts from a clean fake)."""
+    gh.reset()
     return gh.repo("aevon/app")
-
-
-async def run(gh: GitHubFake, kind: str, tmp: Path, sha: str, *, ref: str | None = None, token: str = TOKEN,
-              checkout: Path | None = None, **settings: Any) -> CheckResult:
-    gate = make_gate(kind, {"api_url": gh.api_url, "attempts": 2, **settings}, tmp, secrets={"token": token})
-    result = await gate.run(release_input(sha, ref=ref, checkout=checkout))
-    assert TOKEN not in text_of(result) and WRONG not in text_of(result)
-    return result
 
 
 # -- review ---------------------------------------------------------------------------------------------------------
@@ -93,8 +93,7 @@ async def test_review_self_approval(gh: GitHubFake, repo: Repo, tmp_path: Path) 
     pr = repo.pull([sha], author="alice")
     repo.review(pr, "mallory", "APPROVED")
     refused = await run(gh, "review", tmp_path, sha)
-    assert refused.outcome is Outcome.FAILED
-    assert "self-approval by mallory does not count" in refused.summary
+    assert refused.outcome is Outcome.FAILED and "self-approval by mallory does not count" in refused.summary
     allowed = await run(gh, "review", tmp_path, sha, forbid_self_approval=False)
     assert allowed.outcome is Outcome.PASSED
 
@@ -102,8 +101,7 @@ async def test_review_self_approval(gh: GitHubFake, repo: Repo, tmp_path: Path) 
 async def test_review_direct_push(gh: GitHubFake, repo: Repo, tmp_path: Path) -> None:
     sha = repo.commit()
     refused = await run(gh, "review", tmp_path, sha)
-    assert refused.outcome is Outcome.FAILED
-    assert "pushed without a pull request" in refused.summary
+    assert refused.outcome is Outcome.FAILED and "pushed without a pull request" in refused.summary
     allowed = await run(gh, "review", tmp_path, sha, allow_direct_push=True)
     assert allowed.outcome is Outcome.PASSED
 
@@ -248,33 +246,6 @@ async def test_dependency_scan_error_when_dependabot_is_off(gh: GitHubFake, repo
     assert "Dependabot alerts are disabled" in result.summary
 
 
-NPM_V2 = """{"auditReportVersion": 2, "vulnerabilities": {
- "minimist": {"name": "minimist", "severity": "critical", "isDirect": false, "via": [{"source": 1097677,
-  "name": "minimist", "dependency": "minimist", "title": "Prototype Pollution in minimist",
-  "url": "https://github.com/advisories/GHSA-xvch-5gv4-984h", "severity": "critical", "range": "<0.2.4"}],
-  "effects": ["mkdirp"], "range": "<=0.2.3", "nodes": ["node_modules/minimist"], "fixAvailable": true},
- "mkdirp": {"name": "mkdirp", "severity": "critical", "isDirect": true, "via": ["minimist"], "effects": [],
-  "range": "0.4.1 - 0.5.1", "nodes": ["node_modules/mkdirp"], "fixAvailable": true},
- "debug": {"name": "debug", "severity": "low", "isDirect": true, "via": [{"source": 1, "name": "debug",
-  "title": "ReDoS in debug", "url": "https://github.com/advisories/GHSA-gxpj-cx7g-858c", "severity": "low"}],
-  "effects": [], "range": "<2.6.9", "nodes": ["node_modules/debug"], "fixAvailable": true}},
- "metadata": {"vulnerabilities": {"info": 0, "low": 1, "moderate": 0, "high": 0, "critical": 2, "total": 3}}}"""
-PNPM = """{"actions": [], "advisories": {"1097677": {"findings": [{"version": "0.0.8", "paths": [".>mkdirp>minimist"]}],
- "vulnerable_versions": "<0.2.4", "module_name": "minimist", "severity": "high",
- "github_advisory_id": "GHSA-xvch-5gv4-984h", "patched_versions": ">=0.2.4", "id": 1097677,
- "title": "Prototype Pollution in minimist", "url": "https://github.com/advisories/GHSA-xvch-5gv4-984h"}},
- "muted": [], "metadata": {"vulnerabilities": {"high": 1}}}"""
-
-
-def audit_script(tmp: Path, report: str, exit_code: int = 1) -> list[str]:
-    """An audit command printing `report` and exiting like npm does when it finds something."""
-    (tmp / "report.json").write_text(report)
-    script = tmp / "fake_audit.py"
-    script.write_text(f"import sys, pathlib\nsys.stdout.write(pathlib.Path('report.json').read_text())\n"
-                      f"sys.exit({exit_code})\n")
-    return [sys.executable, str(script)]
-
-
 @pytest.mark.parametrize(("report", "severity"), [(NPM_V2, "critical"), (PNPM, "high")])
 async def test_dependency_scan_audit_command(tmp_path: Path, report: str, severity: str) -> None:
     checkout = tmp_path / "checkout"
@@ -328,10 +299,6 @@ async def test_release_tag_pattern_and_target(gh: GitHubFake, repo: Repo, tmp_pa
     moved = await run(gh, "release_tag", tmp_path, sha, ref="v2.0.0")
     assert moved.outcome is Outcome.FAILED
     assert f"tag v2.0.0 points at {other[:12]}, not at the release SHA {sha[:12]}" in moved.summary
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
 async def test_release_tag_from_local_git(tmp_path: Path) -> None:
@@ -389,7 +356,7 @@ async def test_enterprise_base_url(tmp_path: Path) -> None:
 
 async def test_bad_token_is_error_without_the_token(gh: GitHubFake, repo: Repo, tmp_path: Path) -> None:
     sha = repo.commit()
-    result = await run(gh, "review", tmp_path, sha, token=WRONG)
+    result = await run(gh, "review", tmp_path, sha, token="ghp_wrong_token_fedcba9876543210")
     assert result.outcome is Outcome.ERROR
     assert "HTTP 401" in result.summary and "Bad credentials" in result.summary
 
