@@ -1,0 +1,35 @@
+"""Contract harness of the render target against the Render fake."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.contract.paas_harness import STEP_S, PaasHarness
+from tests.fakes.render import RenderFake
+
+
+def service_id(service: str) -> str:
+    return "srv-" + "".join(c for c in service if c.isalnum())
+
+
+class RenderHarness(PaasHarness):
+    """A git-backed Render web service."""
+
+    name = "render"
+
+    def new_fake(self) -> RenderFake:
+        return RenderFake(self.secret, step_s=STEP_S)
+
+    def add_service(self, service: str) -> None:
+        assert isinstance(self.fake, RenderFake)
+        self.fake.add_service(service_id(service))
+
+    def settings(self, service: str) -> dict[str, Any]:
+        return {"api_url": f"{self.fake.url}/v1", "service_id": service_id(service)}
+
+    def vendor_deployment_count(self, service: str) -> int:
+        assert isinstance(self.fake, RenderFake)
+        return self.fake.count(service_id(service))
+
+
+HARNESS_FACTORY = RenderHarness

@@ -1,0 +1,97 @@
+"""The harness shared by the PaaS targets' contract runs: a vendor fake on 127.0.0.1 and targets wired to it."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from deployments.spec import ServiceSpec
+from providers.registry import TARGETS, resolve
+from providers.targets.base import ServiceTarget, TargetContext
+from tests.contract.harness import Fault
+from tests.fakes.timed import TimedFake
+
+STEP_S = 0.1  # how long each vendor state lasts in the fakes
+FAST = {"poll_interval_s": 0.1, "backoff_s": 0.05, "max_wait_s": 2.0}
+
+
+class PaasHarness(ABC):
+    """A TargetHarness for one PaaS target: subclasses build the fake and the service's settings."""
+
+    name: str
+
+    def __init__(self) -> None:
+        self.secret = f"tok_{secrets.token_hex(16)}"
+        self.bad_secret = f"tok_{secrets.token_hex(16)}"
+        self.tmp = Path(".")
+        self._fake: TimedFake | None = None
+        self._known: set[str] = set()
+
+    @property
+    def fake(self) -> TimedFake:
+        assert self._fake is not None, "harness not started"
+        return self._fake
+
+    @abstractmethod
+    def new_fake(self) -> TimedFake:
+        """The vendor fake, not started."""
+
+    @abstractmethod
+    def add_service(self, service: str) -> None:
+        """Create the vendor-side resource (project, service) for `service` in the fake."""
+
+    @abstractmethod
+    def settings(self, service: str) -> dict[str, Any]:
+        """`services.<service>.settings` pointing at the fake."""
+
+    @abstractmethod
+    def vendor_deployment_count(self, service: str) -> int: ...
+
+    async def start(self, tmp: Path) -> None:
+        self.tmp = tmp
+        fake = self.new_fake()
+        fake.start()
+        self._fake = fake
+
+    async def stop(self) -> None:
+        if self._fake is not None:
+            self._fake.stop()
+
+    def _target(self, service: str, token: str) -> ServiceTarget:
+        if service not in self._known:
+            self.add_service(service)
+            self._known.add(service)
+        spec = ServiceSpec(name=service, provider=self.name, settings={**FAST, **self.settings(service)},
+                           secrets={"token": f"{self.name.upper()}_TOKEN"})
+        state = self.tmp / "state" / service
+        state.mkdir(parents=True, exist_ok=True)
+        ctx = TargetContext(env="staging", spec=spec, secrets={"token": SecretStr(token)}, state_dir=state)
+        factory = resolve(TARGETS, "target", self.name, f"services.{service}.provider")
+        target: ServiceTarget = factory(ctx)
+        return target
+
+    def make_target(self, service: str) -> ServiceTarget:
+        return self._target(service, self.secret)
+
+    def make_target_bad_token(self, service: str) -> ServiceTarget:
+        return self._target(service, self.bad_secret)
+
+    def sha(self, n: int) -> str:
+        return hashlib.sha1(f"{self.name}-good-{n}".encode()).hexdigest()
+
+    def failing_sha(self) -> str:
+        sha = hashlib.sha1(f"{self.name}-failing".encode()).hexdigest()
+        self.fake.fail_shas.add(sha)
+        return sha
+
+    def inject_fault(self, fault: Fault, count: int) -> None:
+        self.fake.inject_fault(fault, count)
+
+    def lose_create_answers(self, count: int) -> None:
+        """The next `count` create calls act at the vendor but their answers are lost (503)."""
+        self.fake.lose_answers(count)

@@ -1,0 +1,127 @@
+"""A stateful fake of the Render REST API calls the render target makes (deploys, rollback, cursor lists)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.fakes.base import Request, Response
+from tests.fakes.timed import TimedFake, iso, stage
+
+
+class RenderFake(TimedFake):
+    """Render, as its public API reference describes it (https://api-docs.render.com/reference), under /v1.
+
+    - `POST /v1/services/{serviceId}/deploys` (/reference/create-deploy): `clearCache`, `commitId` or `imageUrl`;
+      201 with the deploy.
+    - `GET /v1/services/{serviceId}/deploys/{deployId}` (/reference/retrieve-deploy): `id`, `commit` {id, message,
+      createdAt}, `image` {ref, sha}, `status`, `trigger`, `createdAt`, `updatedAt`, `finishedAt`.
+    - `GET /v1/services/{serviceId}/deploys` (/reference/list-deploys): `status`, `limit`, `cursor`; answers
+      `[{"deploy": {...}, "cursor": "..."}]` newest first, the next page after the given cursor.
+    - `POST /v1/services/{serviceId}/rollback` (/reference/rollback-deploy): `deployId`; 201 a new deploy with
+      trigger `rollback` that goes live without a build.
+    - Status flow: created -> build_in_progress -> update_in_progress -> live (the previous live deploy becomes
+      deactivated); a failing commit ends in build_failed.
+    - Errors `{"id", "message"}`; a refused key: 401 `{"id": "unauthorized", "message": "unauthorized"}`.
+    """
+
+    STEPS = ("created", "build_in_progress", "update_in_progress")
+    ROLLBACK_STEPS = ("created", "update_in_progress")
+
+    def __init__(self, token: str, step_s: float = 0.2) -> None:
+        self.services: dict[str, list[dict[str, Any]]] = {}
+        super().__init__(token, step_s)
+
+    def routes(self) -> None:
+        self.route("POST", r"/v1/services/(?P<sid>[^/]+)/deploys", self.create)
+        self.route("GET", r"/v1/services/(?P<sid>[^/]+)/deploys/(?P<id>[^/]+)", self.get)
+        self.route("GET", r"/v1/services/(?P<sid>[^/]+)/deploys", self.list)
+        self.route("POST", r"/v1/services/(?P<sid>[^/]+)/rollback", self.rollback)
+
+    def error_body(self, status: int, message: str) -> Any:
+        return {"id": {401: "unauthorized", 404: "not_found", 429: "rate_limited"}.get(status, str(status)),
+                "message": message}
+
+    def _err(self, status: int, message: str) -> Response:
+        return Response(status, self.error_body(status, message))
+
+    # -- state -------------------------------------------------------------------------------------------------
+    def add_service(self, service_id: str) -> None:
+        with self.lock:
+            self.services.setdefault(service_id, [])
+
+    def count(self, service_id: str) -> int:
+        with self.lock:
+            return len(self.services[service_id])
+
+    def advance(self, now: float) -> None:
+        for deploys in self.services.values():
+            for dep in reversed(deploys):  # oldest first, so the newest deploy to go live wins
+                steps = self.ROLLBACK_STEPS if dep["trigger"] == "rollback" else self.STEPS
+                if dep["status"] in ("live", "deactivated", "build_failed"):
+                    continue
+                dep["status"] = stage(dep["created"], now, self.step_s, steps, "live", "build_failed",
+                                      dep["fails"], fail_at=2)
+                dep["updatedAt"] = iso(now)
+                if dep["status"] in ("live", "build_failed"):
+                    dep["finishedAt"] = iso(now)
+                if dep["status"] == "live":
+                    for other in deploys:
+                        if other is not dep and other["status"] == "live":
+                            other["status"] = "deactivated"
+
+    @staticmethod
+    def view(dep: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in dep.items() if k not in ("created", "fails")}
+
+    def _new(self, sid: str, commit: dict[str, Any] | None, image: dict[str, Any] | None, trigger: str,
+             fails: bool) -> dict[str, Any]:
+        now = time.time()
+        dep = {"id": self.new_id("dep-"), "commit": commit, "image": image, "status": "created", "trigger": trigger,
+               "createdAt": iso(now), "updatedAt": iso(now), "finishedAt": None, "created": now, "fails": fails}
+        self.services[sid].insert(0, dep)
+        return dep
+
+    # -- handlers ----------------------------------------------------------------------------------------------
+    def create(self, req: Request) -> Response:
+        sid = req.params["sid"]
+        if sid not in self.services:
+            return self._err(404, "service not found")
+        body = req.json() or {}
+        if body.get("commitId") and body.get("imageUrl"):
+            return self._err(400, "commitId and imageUrl cannot both be set")
+        sha = str(body.get("commitId") or "")
+        image = None
+        if body.get("imageUrl"):
+            ref = str(body["imageUrl"])
+            image, sha = {"ref": ref, "sha": "sha256:" + ref.rpartition(":")[2]}, ref.rpartition(":")[2]
+        commit = {"id": sha, "message": f"commit {sha[:7]}", "createdAt": iso(time.time())} if not image else None
+        dep = self._new(sid, commit, image, "api", sha in self.fail_shas)
+        return Response(201, self.view(dep))
+
+    def get(self, req: Request) -> Response:
+        dep = next((d for d in self.services.get(req.params["sid"], []) if d["id"] == req.params["id"]), None)
+        return Response(200, self.view(dep)) if dep else self._err(404, "deploy not found")
+
+    def list(self, req: Request) -> Response:
+        deploys = self.services.get(req.params["sid"])
+        if deploys is None:
+            return self._err(404, "service not found")
+        statuses = {s for v in req.query.get("status", []) for s in v.split(",") if s}
+        items = [d for d in deploys if not statuses or d["status"] in statuses]
+        cursor = req.q("cursor")
+        if cursor:
+            at = next((i for i, d in enumerate(items) if d["id"] == cursor), None)
+            items = items[at + 1:] if at is not None else []
+        limit = max(1, min(int(req.q("limit") or 20), 100))
+        return Response(200, [{"deploy": self.view(d), "cursor": d["id"]} for d in items[:limit]])
+
+    def rollback(self, req: Request) -> Response:
+        sid = req.params["sid"]
+        target = next((d for d in self.services.get(sid, []) if d["id"] == (req.json() or {}).get("deployId")), None)
+        if target is None:
+            return self._err(404, "deploy not found")
+        if target["status"] not in ("live", "deactivated"):
+            return self._err(400, "can only roll back to a deploy that was live")
+        dep = self._new(sid, target["commit"], target["image"], "rollback", False)
+        return Response(201, self.view(dep))

@@ -1,0 +1,202 @@
+"""A stateful fake of the Vercel REST API calls the vercel target makes (deployments, projects, promote, rollback)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.fakes.base import Request, Response
+from tests.fakes.timed import TimedFake, stage
+
+CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict",
+         429: "rate_limited", 500: "internal_server_error", 503: "service_unavailable"}
+
+
+class VercelFake(TimedFake):
+    """Vercel, as its REST API reference describes it (https://vercel.com/docs/rest-api).
+
+    - `POST /v13/deployments` (/docs/rest-api/deployments/create-a-new-deployment): `name`, `project`, `target`,
+      `gitSource` {type github, repoId | org+repo, ref, sha}, `meta`, or `deploymentId` to redeploy; `teamId` query.
+    - `GET /v13/deployments/{idOrUrl}`: `readyState` QUEUED -> INITIALIZING -> BUILDING -> READY (or ERROR with
+      `errorCode`/`errorMessage`), `readySubstate` PROMOTED or STAGED for production deployments.
+    - `GET /v6/deployments` (/docs/rest-api/deployments/list-deployments): `projectId`, `target`, `state`, `sha`,
+      `limit`, `until`; `{"deployments": [...uid, state, meta...], "pagination": {count, next, prev}}`, newest first.
+    - `GET /v9/projects/{idOrName}`: `targets.production`, `lastAliasRequest`, `lastRollbackTarget`.
+    - `POST /v10/projects/{projectId}/promote/{deploymentId}` and `POST /v1/projects/{projectId}/rollback/{id}`
+      (the CLI's /v9 path too): an alias job pending -> succeeded after `step_s`; after a rollback, new production
+      deployments stay STAGED until one is promoted (/docs/instant-rollback).
+    - Errors `{"error": {"code", "message"}}`; a refused token: 403 `{"error": {"code": "forbidden", "message":
+      "Not authorized", "invalidToken": true}}`.
+    """
+
+    STEPS = ("QUEUED", "INITIALIZING", "BUILDING")
+
+    def __init__(self, token: str, step_s: float = 0.2, team_id: str | None = None) -> None:
+        self.team_id = team_id
+        self.projects: dict[str, dict[str, Any]] = {}
+        self.deployments: dict[str, dict[str, Any]] = {}
+        super().__init__(token, step_s)
+
+    def routes(self) -> None:
+        self.route("POST", r"/v13/deployments", self.create)
+        self.route("GET", r"/v13/deployments/(?P<id>[^/]+)", self.get)
+        self.route("GET", r"/v6/deployments", self.list)
+        self.route("GET", r"/v9/projects/(?P<id>[^/]+)", self.get_project)
+        self.route("POST", r"/v10/projects/(?P<id>[^/]+)/promote/(?P<dep>[^/]+)", self.promote)
+        self.route("POST", r"/v(?:1|9)/projects/(?P<id>[^/]+)/rollback/(?P<dep>[^/]+)", self.rollback)
+
+    def error_body(self, status: int, message: str) -> Any:
+        return {"error": {"code": CODES.get(status, str(status)), "message": message}}
+
+    def deny(self) -> Response:
+        return Response(403, {"error": {"code": "forbidden", "message": "Not authorized", "invalidToken": True}})
+
+    def _err(self, status: int, message: str) -> Response:
+        return Response(status, self.error_body(status, message))
+
+    # -- state -------------------------------------------------------------------------------------------------
+    def add_project(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            pid = self.new_id("prj_")
+            self.projects[pid] = {"id": pid, "name": name, "accountId": self.team_id or "user_1",
+                                  "targets": {"production": None}, "lastAliasRequest": None,
+                                  "lastRollbackTarget": None}
+            return self.projects[pid]
+
+    def project(self, id_or_name: str, req: Request) -> dict[str, Any] | None:
+        if self.team_id is not None and req.q("teamId") != self.team_id:
+            return None  # a team project is invisible outside its team scope
+        return next((p for p in self.projects.values() if id_or_name in (p["id"], p["name"])), None)
+
+    def count(self, project_name: str) -> int:
+        with self.lock:
+            pid = next(p["id"] for p in self.projects.values() if p["name"] == project_name)
+            return sum(1 for d in self.deployments.values() if d["projectId"] == pid)
+
+    def advance(self, now: float) -> None:
+        for dep in self.deployments.values():
+            state = stage(dep["created"], now, self.step_s, self.STEPS, "READY", "ERROR", dep["fails"])
+            dep["readyState"] = state
+            if state == "ERROR":
+                dep["errorCode"], dep["errorMessage"] = "BUILD_FAILED", 'Command "npm run build" exited with 1'
+            if state == "READY" and not dep["applied"]:
+                dep["applied"], dep["ready"] = True, int(now * 1000)
+                if dep["target"] == "production":
+                    project = self.projects[dep["projectId"]]
+                    if project["lastRollbackTarget"] is None:
+                        dep["readySubstate"] = "PROMOTED"
+                        project["targets"]["production"] = dep["id"]
+                    else:
+                        dep["readySubstate"] = "STAGED"
+        for project in self.projects.values():
+            job = project["lastAliasRequest"]
+            if job and job["jobStatus"] == "pending" and now * 1000 - job["requestedAt"] >= self.step_s * 1000:
+                job["jobStatus"] = "succeeded"
+                project["targets"]["production"] = job["toDeploymentId"]
+                self.deployments[job["toDeploymentId"]]["readySubstate"] = "PROMOTED"
+                if job["type"] == "promote":
+                    project["lastRollbackTarget"] = None
+
+    # -- views -------------------------------------------------------------------------------------------------
+    FIELDS = ("url", "name", "projectId", "readyState", "readySubstate", "target", "meta", "createdAt", "ready",
+              "errorCode", "errorMessage")
+
+    def view(self, dep: dict[str, Any]) -> dict[str, Any]:
+        out = {k: dep.get(k) for k in self.FIELDS if dep.get(k) is not None}
+        return {"id": dep["id"], "status": dep["readyState"], "gitSource": dep["gitSource"], "type": "LAMBDAS", **out}
+
+    def list_item(self, dep: dict[str, Any]) -> dict[str, Any]:
+        out = {k: dep.get(k) for k in self.FIELDS if dep.get(k) is not None}
+        return {"uid": dep["id"], "state": dep["readyState"], "created": dep["createdAt"], **out}
+
+    # -- handlers ----------------------------------------------------------------------------------------------
+    def create(self, req: Request) -> Response:
+        body = req.json() or {}
+        if not body.get("name"):
+            return self._err(400, "Invalid request: missing required property `name`.")
+        project = self.project(str(body.get("project") or body["name"]), req)
+        if project is None:
+            return self._err(404, "Project not found")
+        meta = dict(body.get("meta") or {})
+        if body.get("deploymentId"):
+            base = self.deployments.get(str(body["deploymentId"]))
+            if base is None:
+                return self._err(404, "Deployment not found")
+            source, target, fails = dict(base["gitSource"]), body.get("target", base["target"]), base["fails"]
+            meta = {**base["meta"], **meta}
+        else:
+            source, target = dict(body.get("gitSource") or {}), body.get("target")
+            has_repo = source.get("repoId") or (source.get("org") and source.get("repo"))
+            if source.get("type") != "github" or not has_repo or not source.get("ref"):
+                return self._err(400, "Invalid request: `gitSource` should have type, repoId or org+repo, ref.")
+            fails = source.get("sha") in self.fail_shas
+            meta.update(githubCommitSha=source.get("sha"), githubCommitRef=source["ref"],
+                        githubOrg=source.get("org", ""), githubRepo=source.get("repo", ""))
+        if target not in (None, "production", "staging"):
+            return self._err(400, "Invalid request: `target` should be one of production, staging.")
+        dep_id = self.new_id("dpl_")
+        now = time.time()
+        self.deployments[dep_id] = {
+            "id": dep_id, "projectId": project["id"], "name": project["name"], "target": target,
+            "url": f"{project['name']}-{dep_id[4:13].lower()}.vercel.app", "gitSource": source, "meta": meta,
+            "created": now, "createdAt": int(now * 1000), "fails": fails, "applied": False, "readyState": "QUEUED",
+        }
+        return Response(200, self.view(self.deployments[dep_id]))
+
+    def get(self, req: Request) -> Response:
+        dep = self.deployments.get(req.params["id"]) or next(
+            (d for d in self.deployments.values() if d["url"] == req.params["id"]), None)
+        if dep is None or self.project(dep["projectId"], req) is None:
+            return self._err(404, "The deployment could not be found.")
+        return Response(200, self.view(dep))
+
+    def list(self, req: Request) -> Response:
+        deps = sorted(self.deployments.values(), key=lambda d: d["createdAt"], reverse=True)
+        if self.team_id is not None and req.q("teamId") != self.team_id:
+            deps = []
+        filters = {"projectId": req.q("projectId"), "target": req.q("target")}
+        for key, want in filters.items():
+            if want is not None:
+                deps = [d for d in deps if (d.get(key) or "preview") == want]
+        if req.q("state"):
+            deps = [d for d in deps if d["readyState"] in str(req.q("state")).split(",")]
+        if req.q("sha"):
+            deps = [d for d in deps if d["gitSource"].get("sha") == req.q("sha")]
+        if req.q("until"):
+            deps = [d for d in deps if d["createdAt"] < int(str(req.q("until")))]
+        limit = min(int(req.q("limit") or 20), 100)
+        page = deps[:limit]
+        nxt = page[-1]["createdAt"] if len(deps) > limit else None
+        return Response(200, {"deployments": [self.list_item(d) for d in page],
+                              "pagination": {"count": len(page), "next": nxt, "prev": None}})
+
+    def get_project(self, req: Request) -> Response:
+        project = self.project(req.params["id"], req)
+        if project is None:
+            return self._err(404, "Project not found")
+        prod = project["targets"]["production"]
+        targets = {"production": self.view(self.deployments[prod]) if prod else None}
+        return Response(200, {**project, "targets": targets})
+
+    def _alias(self, req: Request, kind: str) -> Response:
+        project = self.project(req.params["id"], req)
+        dep = self.deployments.get(req.params["dep"])
+        if project is None or dep is None or dep["projectId"] != project["id"]:
+            return self._err(404, "Project or deployment not found")
+        if dep["readyState"] != "READY":
+            return self._err(400, f"Deployment {dep['id']} is not ready")
+        current = project["targets"]["production"]
+        if kind == "rollback" and (dep["target"] != "production" or dep["id"] == current):
+            return self._err(409, "Deployment is not a previous production deployment")
+        job = {"fromDeploymentId": current, "toDeploymentId": dep["id"], "jobStatus": "pending",
+               "requestedAt": int(time.time() * 1000), "type": kind}
+        project["lastAliasRequest"] = job
+        if kind == "rollback":
+            project["lastRollbackTarget"] = dict(job)
+        return Response(201 if kind == "rollback" else 202, None)
+
+    def promote(self, req: Request) -> Response:
+        return self._alias(req, "promote")
+
+    def rollback(self, req: Request) -> Response:
+        return self._alias(req, "rollback")
