@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import re
 import sys
@@ -364,13 +365,6 @@ def local_services(state_dir: Path) -> list[str]:
     return sorted(p.parent.name.removeprefix("local-") for p in state_dir.glob("local-*/state.json"))
 
 
-async def stop_everything(state_dir: Path, grace: float = 10) -> list[str]:
-    """Stop every local service kept under `state_dir` (`make stop`); return the names of the services."""
-    services = local_services(state_dir)
-    await asyncio.gather(*(stop_all(state_dir, name, grace) for name in services))
-    return services
-
-
 def make_target(ctx: TargetContext) -> LocalTarget:
     """Factory registered as `local`."""
     settings = load_settings(ctx)
@@ -379,22 +373,21 @@ def make_target(ctx: TargetContext) -> LocalTarget:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m providers.targets.local stop STATE_DIR [SERVICE ...]`: stop local services and their proxies."""
-    import argparse
+    """`python -m providers.targets.local stop STATE_DIR [SERVICE ...]`: stop services and their proxies.
 
+    For `make stop` and demo teardown; stops every service kept under STATE_DIR when none is named.
+    """
     parser = argparse.ArgumentParser(prog="python -m providers.targets.local", description=main.__doc__)
     parser.add_argument("command", choices=["stop"])
     parser.add_argument("state_dir", type=Path, help="the state directory the targets were given")
     parser.add_argument("services", nargs="*", help="services to stop (default: all of them)")
     args = parser.parse_args(argv)
 
-    async def run() -> list[str]:
-        if not args.services:
-            return await stop_everything(args.state_dir)
-        await asyncio.gather(*(stop_all(args.state_dir, name) for name in args.services))
-        return list(args.services)
+    async def run(services: list[str]) -> list[str]:
+        await asyncio.gather(*(stop_all(args.state_dir, name) for name in services))
+        return services
 
-    stopped = asyncio.run(run())
+    stopped = asyncio.run(run(args.services or local_services(args.state_dir)))
     print(f"stopped: {', '.join(stopped) or 'nothing to stop'}")
     return 0
 
