@@ -25,9 +25,13 @@ COMMAND = ["{python}", "app.py", "--port", "{port}"]
 
 def _git(repo: Path, *args: str) -> str:
     env = {
-        "PATH": os.environ.get("PATH", ""), "HOME": str(repo), "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(repo),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.invalid",
     }
     out = subprocess.run(["git", "-C", str(repo), *args], env=env, check=True, capture_output=True, text=True)
     return out.stdout.strip()
@@ -90,7 +94,9 @@ class LocalHarness:
         merged.update(settings)
         spec = ServiceSpec(name=service, provider="local", settings=merged, secrets={"DATABASE_URL": "DATABASE_URL"})
         return TargetContext(
-            env=self.env, spec=spec, state_dir=self.state_dir,
+            env=self.env,
+            spec=spec,
+            state_dir=self.state_dir,
             secrets={"DATABASE_URL": SecretStr(f"postgresql://app:{self.secret}@127.0.0.1:5432/app")},
             source=GitSource(str(self.tmp / "app-repo"), self.tmp / "checkouts"),
         )
