@@ -59,7 +59,7 @@ class PrismaMigrator:
     """
 
     def __init__(
-        self, ctx: MigratorContext, *, toolkit_dir: Path = TOOLKIT_DIR, timeout_s: float = 120.0
+        self, ctx: MigratorContext, *, toolkit_dir: Path = TOOLKIT_DIR, timeout_s: float = 300.0
     ) -> None:
         self.ctx = ctx
         self.toolkit_dir = toolkit_dir.resolve()
@@ -269,7 +269,7 @@ def make_migrator(ctx: MigratorContext) -> PrismaMigrator:
     """
     settings = ctx.spec.settings
     toolkit = Path(str(settings.get("toolkit_dir", TOOLKIT_DIR)))
-    return PrismaMigrator(ctx, toolkit_dir=toolkit, timeout_s=float(settings.get("timeout_s", 120.0)))
+    return PrismaMigrator(ctx, toolkit_dir=toolkit, timeout_s=float(settings.get("timeout_s", 300.0)))
 
 
 async def _kill(proc: asyncio.subprocess.Process) -> None:
