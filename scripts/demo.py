@@ -66,7 +66,8 @@ def main() -> int:
     print(f"  serving now: api {status.get('version')} ({str(status.get('sha'))[:12]}) on http://127.0.0.1:8101,"
           " web on http://127.0.0.1:8102")
     print(f"  Prefect UI: {env.get('PREFECT_API_URL', '').removesuffix('/api')}  |  stop everything: make stop")
-    v2 = subprocess.run(["git", "-C", str(REPO), "rev-parse", "v2^{commit}"], capture_output=True, text=True, check=True)
+    git = ["git", "-C", str(REPO), "rev-parse", "v2^{commit}"]
+    v2 = subprocess.run(git, capture_output=True, text=True, check=True)
     ok = [c for _, c in outcomes] == [0, 0, 4] and status.get("sha") == v2.stdout.strip()
     print("  result: " + ("as expected (v1 ok, v2 ok, v3-broken rolled back to v2)" if ok else "NOT as expected"))
     return 0 if ok else 1
