@@ -26,6 +26,7 @@ from providers.ledger import Ledger
 from providers.models import DeployStatus, Release, ServiceVersion, utcnow
 from providers.source import validate_ref
 from tasks.checks import blocks, run_check
+from tasks.common import ref
 from tasks.database import apply_migrations, plan_migrations
 from tasks.services import ServiceChange, deploy_service, describe_error
 from tasks.warmup import warm_up
@@ -153,7 +154,7 @@ async def _run(
         await _services(rt, ledger, report, release)
         services = await _current(rt)
         with report.step("warm-up") as st:
-            report.warmup = await warm_up(spec.warmup, services)
+            report.warmup = await warm_up(spec.warmup, ref(services))
             st.detail = f"{int(report.warmup.get('requests', 0))} requests"
         await _validate(rt, report, release, services, checkout)
     except NeedsRollback as exc:
@@ -182,7 +183,7 @@ async def _gates(rt: Runtime, report: DeployReport, release: Release, checkout: 
         return
     with report.step("pre-deploy gates") as st:
         inp = CheckInput(release=release, services=await _current(rt), checkout_dir=checkout)
-        report.gates = list(await asyncio.gather(*(run_check(c, s, inp, "gate") for s, c in rt.gates)))
+        report.gates = list(await asyncio.gather(*(run_check(ref(c), s, ref(inp), "gate") for s, c in rt.gates)))
         failed = [r for (s, _), r in zip(rt.gates, report.gates, strict=True) if blocks(r, s)]
         st.detail = f"{len(report.gates) - len(failed)}/{len(report.gates)} passed"
         if failed:
@@ -198,7 +199,7 @@ async def _database(
     with report.step("migration plan") as st:
         last = await ledger.last_good(rt.spec.environment)
         previous = await rt.source.checkout(last.sha) if last else None
-        plan = await plan_migrations(rt.migrator, checkout, previous)
+        plan = await plan_migrations(ref(rt.migrator), checkout, previous)
         report.migration_plan = plan
         st.detail = f"{len(plan.pending)} pending" + (", destructive" if plan.destructive else "")
         if plan.destructive and not allow_destructive:
@@ -208,7 +209,7 @@ async def _database(
         return
     with report.step("migrate") as st:
         try:
-            result = await apply_migrations(ledger, release, rt.migrator, checkout, plan)
+            result = await apply_migrations(ref(ledger), release, ref(rt.migrator), checkout, plan)
         except AevonError as exc:
             st.outcome, st.detail = "failed", describe_error(exc)
             raise NeedsRollback(f"migration failed: {describe_error(exc)}") from exc
@@ -220,8 +221,8 @@ async def _services(rt: Runtime, ledger: Ledger, report: DeployReport, release: 
     for i, layer in enumerate(rt.layers):
         with report.step(f"deploy services: {', '.join(layer)}") as st:
             results = await asyncio.gather(
-                *(deploy_service(ledger, release, name, rt.targets[name], i, rt.spec.service(name).ready_timeout_s)
-                  for name in layer),
+                *(deploy_service(ref(ledger), release, name, ref(rt.targets[name]), i,
+                                 rt.spec.service(name).ready_timeout_s) for name in layer),
                 return_exceptions=True,
             )
             changes = [_as_change(rt, n, r) for n, r in zip(layer, results, strict=True)]
@@ -253,7 +254,8 @@ async def _validate(
         return
     with report.step("validation") as st:
         inp = CheckInput(release=release, services=services, checkout_dir=checkout)
-        report.checks = list(await asyncio.gather(*(run_check(c, s, inp, "validate") for s, c in rt.checks)))
+        runs = (run_check(ref(c), s, ref(inp), "validate") for s, c in rt.checks)
+        report.checks = list(await asyncio.gather(*runs))
         failed = [r for (s, _), r in zip(rt.checks, report.checks, strict=True) if blocks(r, s)]
         st.detail = f"{len(report.checks) - len(failed)}/{len(report.checks)} passed"
         if failed:

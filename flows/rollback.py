@@ -13,6 +13,7 @@ from providers.checks.base import CheckInput
 from providers.ledger import DONE, INTENT, UNDONE, JournalEntry, Ledger
 from providers.models import DeployStatus, Release, ServiceVersion
 from tasks.checks import blocks, run_check
+from tasks.common import ref
 from tasks.database import revert_migrations
 from tasks.services import ServiceChange, describe_error, rollback_service
 
@@ -69,7 +70,7 @@ async def _undo_service(rt: Runtime, ledger: Ledger, entry: JournalEntry) -> Ser
     timeout = rt.spec.service(entry.target).ready_timeout_s
     try:
         return await rollback_service(
-            ledger, entry.id, entry.target, target, ServiceVersion(**prev) if prev else None, timeout
+            ref(ledger), entry.id, entry.target, ref(target), ServiceVersion(**prev) if prev else None, timeout
         )
     except Exception as exc:
         return ServiceChange(service=entry.target, provider=target.provider, status=DeployStatus.FAILED,
@@ -102,7 +103,7 @@ async def _undo_migration(rt: Runtime, ledger: Ledger, entry: JournalEntry, repo
         await ledger.mark(entry.id, DONE, {"kept": applied, "why": why})
         return
     try:
-        await revert_migrations(ledger, entry.id, rt.migrator, checkout, applied, inverse)
+        await revert_migrations(ref(ledger), entry.id, ref(rt.migrator), checkout, applied, inverse)
         report.migrations_reverted.extend(applied)
     except Exception as exc:
         report.ok = False
@@ -118,7 +119,7 @@ async def _recheck(rt: Runtime, release_id: str, report: RollbackReport) -> None
     probe = Release(release_id=release_id, env=rt.spec.environment, ref="rollback", sha="0" * 40)
     inp = CheckInput(release=probe, services=services)
     health = [(spec, chk) for spec, chk in rt.checks if spec.kind == "health"]
-    results = await asyncio.gather(*(run_check(chk, spec, inp, "recheck") for spec, chk in health))
+    results = await asyncio.gather(*(run_check(ref(chk), spec, ref(inp), "recheck") for spec, chk in health))
     report.health = list(results)
     bad = [r.name for (spec, _), r in zip(health, results, strict=True) if blocks(r, spec)]
     if bad:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from prefect.cache_policies import NONE
+from prefect.utilities.annotations import quote
 
 from providers.errors import is_transient
+
+T = TypeVar("T")
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -23,3 +26,12 @@ TASK_DEFAULTS: dict[str, Any] = {
     "cache_policy": NONE,
     "persist_result": False,
 }
+
+
+def ref(value: T) -> T:
+    """Pass `value` to a task as is: Prefect neither resolves nor walks into it.
+
+    Without this, Prefect visits every task argument recursively to find futures; with N services in a
+    CheckInput that costs O(N) per task and O(N²) per run (measured: 400 checks of 200 services, +14 s).
+    """
+    return cast(T, quote(value))
