@@ -33,7 +33,7 @@ def spec_path(env: str, spec_dir: Path | None = None) -> Path:
     path = d / f"{env}.yaml"
     if not env.replace("-", "").isalnum() or not path.is_file():
         known = ", ".join(available_environments(d)) or "none"
-        raise ConfigError(f"unknown environment {env!r} (specs in {d}: {known})")
+        raise ConfigError(f"unknown environment {env!r} (known: {known}; specs in {d})")
     return path
 
 

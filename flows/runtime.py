@@ -81,9 +81,13 @@ def build_runtime(
     source = GitSource(spec.source.repo, state_dir / "checkouts")
     layers = service_layers(spec)
     extra = extra or {}
+    factories = {
+        svc.name: resolve(TARGETS, "service provider", svc.provider, f"{file}: services.{svc.name}.provider")
+        for svc in spec.services
+    }
     targets: dict[str, ServiceTarget] = {}
     for svc in spec.services:
-        factory = resolve(TARGETS, "service provider", svc.provider, f"{file}: services.{svc.name}.provider")
+        factory = factories[svc.name]
         tdir = state_dir / "targets" / env / svc.name
         tdir.mkdir(parents=True, exist_ok=True)
         targets[svc.name] = factory(
