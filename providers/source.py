@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import shutil
 import tarfile
@@ -23,7 +24,7 @@ def validate_ref(ref: str) -> str:
     return ref
 
 
-async def _git(repo: str, *args: str, timeout: float = 60) -> str:
+async def _git(repo: str, *args: str, timeout: float = 60, transient: bool = False) -> str:
     proc = await asyncio.create_subprocess_exec(
         "git", "-C", repo, *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -35,24 +36,46 @@ async def _git(repo: str, *args: str, timeout: float = 60) -> str:
         await proc.wait()
         raise TransientError(f"git {args[0]} timed out", provider="git", resource=repo) from exc
     if proc.returncode != 0:
-        raise PermanentError(
-            f"git {args[0]} failed: {err.decode(errors='replace').strip()[:500]}", provider="git", resource=repo
-        )
+        error = TransientError if transient else PermanentError
+        detail = err.decode(errors="replace").strip()[:500]
+        raise error(f"git {args[0]} failed: {detail}", provider="git", resource=repo)
     return out.decode()
 
 
+def is_remote(repo: str) -> bool:
+    """True for clone URLs (https://, ssh://, git@host:path), False for local paths."""
+    return "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo) is not None
+
+
 class GitSource:
-    """A git repository reachable from this machine (a local path or a clone URL git can fetch)."""
+    """A git repository: a local path, or a clone URL kept as a bare mirror in the cache and fetched per run."""
 
     def __init__(self, repo: str, cache_dir: Path) -> None:
         self.repo = repo
         self.cache_dir = cache_dir
+        self._fetched = False
+        digest = hashlib.sha256(repo.encode()).hexdigest()[:16]
+        self._mirror = cache_dir.parent / "mirrors" / digest if is_remote(repo) else None
+
+    async def _local(self) -> str:
+        """The local repository to read: the path itself, or the mirror (cloned once, fetched once a process)."""
+        if self._mirror is None:
+            return self.repo
+        if not (self._mirror / "HEAD").exists():
+            self._mirror.parent.mkdir(parents=True, exist_ok=True)
+            await _git(str(self._mirror.parent), "clone", "--mirror", "--quiet", "--", self.repo, str(self._mirror),
+                       timeout=600, transient=True)
+        elif not self._fetched:
+            await _git(str(self._mirror), "remote", "update", "--prune", timeout=600, transient=True)
+        self._fetched = True
+        return str(self._mirror)
 
     async def resolve(self, ref: str) -> str:
         """Resolve `ref` (branch, tag, SHA) to a full commit SHA."""
         validate_ref(ref)
         try:
-            out = await _git(self.repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
+            local = await self._local()
+            out = await _git(local, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
         except PermanentError as exc:
             raise ConfigError(f"ref {ref!r} does not name a commit in {self.repo}", "--ref") from exc
         sha = out.strip()
@@ -63,7 +86,7 @@ class GitSource:
     async def is_tag(self, ref: str) -> bool:
         """True when `ref` is a tag of the repository."""
         try:
-            await _git(self.repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"refs/tags/{ref}")
+            await _git(await self._local(), "rev-parse", "--verify", "--quiet", "--end-of-options", f"refs/tags/{ref}")
         except PermanentError:
             return False
         return True
@@ -78,7 +101,7 @@ class GitSource:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.cache_dir) as tmp:
             archive = Path(tmp) / "src.tar"
-            await _git(self.repo, "archive", "--format=tar", "-o", str(archive), sha)
+            await _git(await self._local(), "archive", "--format=tar", "-o", str(archive), sha)
             staging = Path(tmp) / "tree"
             await asyncio.to_thread(_extract, archive, staging)
             (staging / ".aevon-complete").write_text(sha + "\n")
