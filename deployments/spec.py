@@ -84,13 +84,17 @@ class WarmupRequest(_Strict):
     path: str = "/"
     method: Literal["GET", "POST", "HEAD"] = "GET"
     repeat: int = Field(default=1, ge=1, le=1000)
-    expect_status: int | None = None
+    expect_status: int | None = Field(default=None, description="status that counts as success (default: < 500)")
+    json_body: dict[str, Any] | None = Field(default=None, description="JSON body (a pre-caching POST)")
 
 
 class WarmupSpec(_Strict):
-    """Requests sent once services are up, before validation."""
+    """Requests sent once services are up, before validation (and so before the perf smoke and the first users)."""
 
     requests: list[WarmupRequest] = Field(default_factory=list)
+    concurrency: int = Field(default=4, ge=1, le=64, description="warm-up calls in flight at once")
+    budget_s: float = Field(default=60, gt=0, description="calls not started within this are skipped (reported)")
+    timeout_s: float = Field(default=10, gt=0, description="timeout of one call")
 
 
 class RollbackSpec(_Strict):

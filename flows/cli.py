@@ -73,7 +73,13 @@ async def _deploy(args: argparse.Namespace) -> int:
         args.env, args.ref, allow_destructive=args.allow_destructive,
         spec_dir=str(args.spec_dir) if args.spec_dir else None, return_state=True,
     )
-    report = await report_of(state)
+    try:
+        report = await report_of(state)
+    except AevonError as exc:  # the flow run crashed (an unexpected exception): report it, then exit 1
+        from flows.crash_reporting import report_crash
+
+        report_crash(exc.__cause__)
+        raise
     print(report.model_dump_json(indent=2) if args.json else render_markdown(report))
     return report.exit_code
 
@@ -121,11 +127,9 @@ async def _unlock(args: argparse.Namespace) -> int:
 
 
 def _init_sentry() -> None:
-    dsn = AevonSettings().sentry_dsn
-    if dsn is not None:
-        import sentry_sdk
+    from flows.crash_reporting import init_crash_reporting  # secrets scrubbed from every event
 
-        sentry_sdk.init(dsn=dsn.get_secret_value(), send_default_pii=False, traces_sample_rate=0)
+    init_crash_reporting(AevonSettings())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

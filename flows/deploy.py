@@ -155,7 +155,9 @@ async def _run(
         services = await _current(rt)
         with report.step("warm-up") as st:
             report.warmup = await warm_up(spec.warmup, ref(services))
-            st.detail = f"{int(report.warmup.get('requests', 0))} requests"
+            w = report.warmup
+            st.detail = f"{int(w.get('requests', 0))} requests, {int(w.get('failed', 0))} failed" + (
+                f", cold {w['cold_ms_max']:.0f} ms → warm {w['warm_p50_ms']:.0f} ms" if "warm_p50_ms" in w else "")
         await _validate(rt, report, release, services, checkout)
     except NeedsRollback as exc:
         await _rollback(rt, report, release, str(exc), spec_dir)
@@ -282,4 +284,5 @@ async def report_of(state: State[Any]) -> DeployReport:
     data = await state.aresult(raise_on_failure=False)
     if isinstance(data, DeployReport):
         return data
-    raise AevonError(f"the deploy flow ended without a report ({state.type}: {state.message})")
+    crash = data if isinstance(data, Exception) and not isinstance(data, AevonError) else None
+    raise AevonError(f"the deploy flow ended without a report ({state.type}: {state.message})") from crash

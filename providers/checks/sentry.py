@@ -1,0 +1,188 @@
+"""Sentry check: a release and deploy marker through Sentry's API, then error events after the deploy vs before."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from providers.checks.base import CheckContext, CheckInput
+from providers.config import parse_settings
+from providers.errors import ConfigError, PermanentError
+from providers.http import VendorClient
+from providers.models import CheckResult, Finding, Outcome, Release, Severity, utcnow
+
+PROVIDER = "sentry"
+
+
+class SentrySettings(BaseModel):
+    """Where Sentry is, what the release is called there, and the spike rule."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(default="https://sentry.io", description="Sentry's base URL (self-hosted: its own)")
+    org: str = Field(description="organization slug")
+    projects: list[str] = Field(min_length=1, description="project slugs the release belongs to")
+    project_ids: list[int] = Field(default_factory=list, description="count only these projects' events")
+    environment: str | None = Field(default=None, description="Sentry environment (default: the spec's name)")
+    release_format: str = Field(
+        default="{sha}", description="the SDKs' `release` value: placeholders {sha} {short_sha} {ref} {env}"
+    )
+    window_s: float = Field(default=300.0, gt=0, le=86400, description="watch this long after the deploy")
+    before_window_s: float | None = Field(default=None, gt=0, le=86400, description="default: window_s")
+    interval: str = Field(default="1m", pattern=r"^\d+[smhd]$", description="events-stats bucket size")
+    query: str = Field(default="event.type:error", description="Sentry search query of the events counted")
+    spike_factor: float = Field(default=2.0, gt=1, description="after-rate above factor x before-rate fails")
+    min_events: int = Field(default=10, ge=1, description="fewer errors after the deploy never fail")
+    timeout_s: float = Field(default=15.0, gt=0)
+
+
+def release_version(fmt: str, release: Release) -> str:
+    """The Sentry release name of `release` (what the deployed SDKs send as `release`)."""
+    return fmt.format(sha=release.sha, short_sha=release.sha[:12], ref=release.ref, env=release.env)
+
+
+def _iso(dt: datetime) -> str:
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+class SentryApi:
+    """The few Sentry web API calls the check makes, through a VendorClient (retries, error translation)."""
+
+    def __init__(self, client: httpx.AsyncClient, org: str, token: SecretStr) -> None:
+        self.vendor = VendorClient(client, provider=PROVIDER, attempts=3, backoff_s=0.5, max_wait_s=10)
+        self.org = quote(org, safe="")
+        self._token = token
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token.get_secret_value()}"}
+
+    async def create_release(self, version: str, projects: list[str], ref: str) -> dict[str, Any]:
+        """POST .../releases/ (201 created, 208 already there: both fine)."""
+        body = {"version": version, "projects": projects, "ref": ref, "dateReleased": _iso(utcnow())}
+        data: dict[str, Any] = await self.vendor.json(
+            "POST", f"/api/0/organizations/{self.org}/releases/", resource=f"release {version[:12]}",
+            json=body, headers=self._headers(),
+        )
+        return data
+
+    async def deploys(self, version: str) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = await self.vendor.json(
+            "GET", f"/api/0/organizations/{self.org}/releases/{quote(version, safe='')}/deploys/",
+            resource=f"release {version[:12]} deploys", headers=self._headers(),
+        )
+        return data
+
+    async def create_deploy(self, version: str, body: dict[str, Any]) -> dict[str, Any]:
+        data: dict[str, Any] = await self.vendor.json(
+            "POST", f"/api/0/organizations/{self.org}/releases/{quote(version, safe='')}/deploys/",
+            resource=f"release {version[:12]} deploy", json=body, headers=self._headers(),
+        )
+        return data
+
+    async def count(self, s: SentrySettings, env: str, start: datetime, end: datetime) -> int:
+        """Events matching `s.query` in [start, end): the sum of events-stats' count() buckets."""
+        params: list[tuple[str, str | int | float | bool | None]] = [
+            ("yAxis", "count()"), ("query", s.query), ("environment", env), ("interval", s.interval),
+            ("start", _iso(start)), ("end", _iso(end)),
+        ]
+        params += [("project", pid) for pid in s.project_ids]
+        resp = await self.vendor.request(
+            "GET", f"/api/0/organizations/{self.org}/events-stats/", resource="events-stats",
+            params=httpx.QueryParams(params), headers=self._headers(),
+        )
+        try:
+            return sum(int(point["count"]) for _, points in resp.json()["data"] for point in points)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PermanentError("events-stats answered in an unexpected shape", provider=PROVIDER,
+                                 resource="events-stats") from exc
+
+
+class SentryCheck:
+    """Marks the deploy in Sentry, waits `window_s`, then compares the error rate after the deploy with before.
+
+    FAILED when at least `min_events` errors came after the deploy and their rate is above `spike_factor` times
+    the rate of the `before_window_s` that ended when the deploy started. ERROR when Sentry cannot be asked.
+    Idempotent per release: the release is created once (208 when it exists), the deploy marker once per run id.
+    """
+
+    kind = "sentry"
+
+    def __init__(self, ctx: CheckContext, settings: SentrySettings, token: SecretStr) -> None:
+        self.name = ctx.spec.name
+        self.settings = settings
+        self.environment = settings.environment or ctx.env.environment
+        self._token = token
+        client = ctx.extra.get("sentry_http_client")
+        self._client = client if isinstance(client, httpx.AsyncClient) else None
+
+    async def run(self, inp: CheckInput) -> CheckResult:
+        start = time.monotonic()
+        if self._client is not None:
+            return await self._run(inp, self._client, start)
+        async with httpx.AsyncClient(base_url=self.settings.url, timeout=self.settings.timeout_s) as client:
+            return await self._run(inp, client, start)
+
+    async def _run(self, inp: CheckInput, client: httpx.AsyncClient, start: float) -> CheckResult:
+        s = self.settings
+        api = SentryApi(client, s.org, self._token)
+        version = release_version(s.release_format, inp.release)
+        deploy_started = inp.release.created_at
+        await api.create_release(version, s.projects, inp.release.ref)
+        marker = await self._mark_deploy(api, version, inp.release)
+        deployed = datetime.fromisoformat(str(marker.get("dateFinished") or _iso(utcnow())).replace("Z", "+00:00"))
+        after_end = deployed + timedelta(seconds=s.window_s)
+        wait = (after_end - utcnow()).total_seconds()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        before_s = s.before_window_s or s.window_s
+        before, after = await asyncio.gather(
+            api.count(s, self.environment, deploy_started - timedelta(seconds=before_s), deploy_started),
+            api.count(s, self.environment, deployed, after_end),
+        )
+        before_rate, after_rate = before / before_s * 60, after / s.window_s * 60
+        metrics = {"errors_before": float(before), "errors_after": float(after),
+                   "errors_per_min_before": round(before_rate, 3), "errors_per_min_after": round(after_rate, 3),
+                   "window_s": s.window_s}
+        findings: list[Finding] = []
+        spike = after >= s.min_events and after_rate > s.spike_factor * before_rate
+        if spike:
+            ratio = f"{after_rate / before_rate:.1f}x" if before_rate else "from none"
+            findings.append(Finding(
+                message=f"error spike after the deploy: {after} events in {s.window_s:g}s "
+                        f"({after_rate:.1f}/min vs {before_rate:.1f}/min before, {ratio}; limit {s.spike_factor}x)",
+                severity=Severity.CRITICAL, location=f"sentry {s.org} {self.environment} release {version[:12]}",
+                detail={"before": before, "after": after, "release": version, "deploy_id": marker.get("id")},
+            ))
+        summary = (findings[0].message if findings else
+                   f"release {version[:12]} marked deployed to {self.environment}; {after} error(s) in the "
+                   f"{s.window_s:g}s after it, {before} in the {before_s:g}s before")
+        return CheckResult(name=self.name, kind=self.kind, outcome=Outcome.FAILED if spike else Outcome.PASSED,
+                           summary=summary, findings=findings, metrics=metrics, duration_s=time.monotonic() - start)
+
+    async def _mark_deploy(self, api: SentryApi, version: str, release: Release) -> dict[str, Any]:
+        """The deploy marker of this run: an existing one named after the release id, else a new one."""
+        for deploy in await api.deploys(version):
+            if deploy.get("name") == release.release_id and deploy.get("environment") == self.environment:
+                return deploy
+        return await api.create_deploy(version, {
+            "environment": self.environment, "name": release.release_id, "projects": self.settings.projects,
+            "dateStarted": _iso(release.created_at), "dateFinished": _iso(utcnow()),
+        })
+
+    async def record_baseline(self, inp: CheckInput, result: CheckResult) -> None:
+        return None  # the comparison is within one deploy: before vs after
+
+
+def make_check(ctx: CheckContext) -> SentryCheck:
+    """Factory registered as `sentry`: needs the secret `auth_token` (a Sentry auth token, project:releases)."""
+    settings = parse_settings(SentrySettings, ctx.spec.settings, f"checks.{ctx.spec.name}.settings")
+    token = ctx.secrets.get("auth_token")
+    if token is None:
+        raise ConfigError("the sentry check needs `secrets: {auth_token: <secret name>}`",
+                          f"checks.{ctx.spec.name}.secrets")
+    return SentryCheck(ctx, settings, token)

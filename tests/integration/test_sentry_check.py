@@ -1,0 +1,166 @@
+"""The sentry check against the Sentry fake: release and deploy marker, spike rule, sentry-sdk events from the app."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from deployments.spec import CheckSpec
+from providers.checks.base import CheckInput
+from providers.models import Outcome, Release
+from tasks.checks import _once
+from tests.fakes.sentry import FakeSentry
+from tests.integration.app_under_test import example_check, serving
+from tests.sample_app import build_sample_repo, ensure_prisma_toolkit
+
+TOKEN = "sntrys_test_token_do_not_print_0123456789"
+ENV = "monitored"  # the example spec's environment: the check's default Sentry environment
+
+
+@pytest.fixture
+def sentry() -> Iterator[FakeSentry]:
+    fake = FakeSentry(tokens=[TOKEN]).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ensure_prisma_toolkit()
+    return build_sample_repo(tmp_path_factory.mktemp("sample") / "repo")
+
+
+def check_for(sentry: FakeSentry, tmp: Path, token: str = TOKEN, **settings: Any) -> Any:
+    base = {"url": sentry.url, "window_s": 2, "before_window_s": 2, "interval": "1s", "min_events": 5}
+    return example_check("errors", tmp, {**base, **settings}, secrets={"auth_token": SecretStr(token)})
+
+
+def release(sha: str = "a" * 40, ref: str = "v2") -> Release:
+    return Release(release_id=f"{ENV}-{sha[:12]}-run1", env=ENV, ref=ref, sha=sha)
+
+
+async def test_marks_release_and_deploy_once(sentry: FakeSentry, tmp_path: Path) -> None:
+    check = check_for(sentry, tmp_path)
+    inp = CheckInput(release=release(), services={})
+    first = await check.run(inp)
+    again = await check.run(inp)  # a re-run (ERROR retry) of the same deploy: no second release or marker
+    assert first.outcome == again.outcome == Outcome.PASSED, first.summary
+    assert list(sentry.releases) == ["a" * 40]
+    assert sentry.releases["a" * 40]["projects"] == [{"slug": "aevon-api", "name": "aevon-api"}]
+    [deploy] = sentry.deploys["a" * 40]
+    assert deploy["environment"] == ENV and deploy["name"] == inp.release.release_id
+    assert deploy["dateStarted"] and deploy["dateFinished"]
+    assert first.metrics["errors_after"] == 0 and first.metrics["errors_before"] == 0
+    assert TOKEN not in first.model_dump_json()
+
+
+async def test_spike_fails_steady_rate_passes(sentry: FakeSentry, tmp_path: Path) -> None:
+    inp = CheckInput(release=release(), services={})
+    for i in range(8):  # the old release's errors in the 2 s before the deploy started
+        sentry.add_event(1, inp.release.created_at.timestamp() - 1.9 + i * 0.2, release="old", environment=ENV)
+    check = check_for(sentry, tmp_path)
+
+    async def errors_after(n: int, gap_s: float = 0.1) -> None:
+        await asyncio.sleep(0.3)
+        for _ in range(n):
+            sentry.add_event(1, time.time(), release="a" * 40, environment=ENV)
+            await asyncio.sleep(gap_s)
+
+    steady, _ = await asyncio.gather(check.run(inp), errors_after(8))  # about the same rate as before
+    assert steady.outcome == Outcome.PASSED, steady.summary
+    assert steady.metrics["errors_before"] == 8
+
+    inp2 = CheckInput(release=release("b" * 40, "v3"), services={})
+    other = time.time()
+    sentry.add_event(1, other, environment="production")  # another environment: not counted
+    sentry.add_event(2, other, environment=ENV)  # another project: not counted
+    # its "before" holds the 8 errors above; 30 in the same time is a spike
+    spike, _ = await asyncio.gather(check_for(sentry, tmp_path).run(inp2), errors_after(30, 0.04))
+    assert spike.outcome == Outcome.FAILED, spike.summary
+    assert spike.metrics["errors_after"] >= 20
+    [finding] = spike.findings
+    assert finding.severity == "CRITICAL" and "error spike after the deploy" in finding.message
+
+
+async def test_too_few_errors_never_fail(sentry: FakeSentry, tmp_path: Path) -> None:
+    inp = CheckInput(release=release(), services={})
+
+    async def few() -> None:
+        await asyncio.sleep(0.3)
+        for _ in range(3):
+            sentry.add_event(1, time.time(), environment=ENV)
+
+    result, _ = await asyncio.gather(check_for(sentry, tmp_path, min_events=5).run(inp), few())
+    assert result.outcome == Outcome.PASSED and result.metrics["errors_after"] == 3
+
+
+async def test_bad_token_and_outage_are_error_without_the_token(sentry: FakeSentry, tmp_path: Path) -> None:
+    spec = CheckSpec(name="errors", kind="sentry", error_retries=0)
+    wrong = "sntrys_wrong_token_do_not_print_99999"
+    refused = await _once(check_for(sentry, tmp_path, token=wrong), spec, CheckInput(release=release(), services={}))
+    assert refused.outcome == Outcome.ERROR and "401" in refused.summary
+    assert wrong not in refused.model_dump_json() and TOKEN not in refused.model_dump_json()
+
+    sentry.inject_fault("5xx", 1)  # one 503: retried by the client, then fine
+    ok = await check_for(sentry, tmp_path).run(CheckInput(release=release(), services={}))
+    assert ok.outcome == Outcome.PASSED
+
+
+def test_sdk_envelopes_are_counted(sentry: FakeSentry) -> None:
+    """sentry-sdk (a real client) sends an error and a message; events-stats counts the error as event.type:error."""
+    code = ("import sentry_sdk, sys; sentry_sdk.init(dsn=sys.argv[1], release='r1', environment='monitored');"
+            "sentry_sdk.capture_exception(ValueError('boom')); sentry_sdk.capture_message('hello');"
+            "sentry_sdk.flush(5)")
+    subprocess.run([sys.executable, "-c", code, sentry.dsn(1)], check=True, timeout=60)
+    events = sentry.wait_for_events(2, project_id=1)
+    assert sorted(e.type for e in events) == ["default", "error"]
+    assert {e.release for e in events} == {"r1"}
+    end = time.time() + 5
+    params = {"yAxis": "count()", "query": "event.type:error", "project": "1", "environment": "monitored",
+              "interval": "1m", "start": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(end - 600)),
+              "end": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(end))}
+    stats = httpx.get(f"{sentry.url}/api/0/organizations/aevon/events-stats/", params=params,
+                      headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert sum(p["count"] for _, points in stats["data"] for p in points) == 1
+
+
+@pytest.mark.slow
+async def test_passes_on_v2_and_fails_on_bad_errors(repo: Path, tmp_path: Path, sentry: FakeSentry) -> None:
+    """The app reports through sentry-sdk (bad-errors only); traffic runs during the window after the marker."""
+    app_env = {"SENTRY_DSN": sentry.dsn(1), "SENTRY_ENVIRONMENT": ENV}
+    outcomes, shas = {}, {}
+    for tag in ("v2", "bad-errors"):
+        async with serving(repo, tag, tmp_path, app_env) as app:
+            inp = CheckInput(release=app.release(ENV), services=app.services())
+            check = check_for(sentry, tmp_path, window_s=4, before_window_s=4)
+            result, answers = await asyncio.gather(check.run(inp), traffic(app.api, 4.0))
+            assert set(answers) == {200}  # the users see nothing wrong either way
+            outcomes[tag], shas[tag] = result, app.sha
+    assert outcomes["v2"].outcome == Outcome.PASSED, outcomes["v2"].summary
+    assert outcomes["bad-errors"].outcome == Outcome.FAILED, outcomes["bad-errors"].summary
+    assert outcomes["bad-errors"].metrics["errors_after"] >= 5
+    assert {e.release for e in sentry.events} == {shas["bad-errors"]}  # v2 reports nothing
+    assert {e.payload["exception"]["values"][0]["type"] for e in sentry.events} == {"FileNotFoundError"}
+
+
+async def traffic(base: str, seconds: float) -> list[int]:
+    """GET /status and /health for `seconds` (what users, warm-up and the other checks do after a deploy)."""
+    statuses: list[int] = []
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        while time.monotonic() < deadline:
+            for path in ("/status", "/health"):
+                statuses.append((await client.get(path)).status_code)
+            await asyncio.sleep(0.05)
+    return statuses
