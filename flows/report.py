@@ -44,6 +44,16 @@ class StepRecord(BaseModel):
     detail: str = ""
 
 
+class ApprovalRecord(BaseModel):
+    """Who decided on a gated deploy, and why."""
+
+    decision: str  # approved | rejected | timed out
+    approver: str | None = None
+    reason: str | None = None
+    allow_destructive: bool = False
+    waited_s: float = 0.0
+
+
 class RollbackReport(BaseModel):
     """What the rollback subflow did."""
 
@@ -70,6 +80,7 @@ class DeployReport(BaseModel):
     finished_at: datetime | None = None
     steps: list[StepRecord] = Field(default_factory=list)
     gates: list[CheckResult] = Field(default_factory=list)
+    approval: ApprovalRecord | None = None
     migration_plan: MigrationPlan | None = None
     migrations_applied: list[str] = Field(default_factory=list)
     services: list[ServiceChange] = Field(default_factory=list)
@@ -111,6 +122,9 @@ def _checks_table(title: str, results: list[CheckResult]) -> list[str]:
         out.append(f"| {r.name} | {r.kind} | **{r.outcome}** | {r.attempts} | {r.duration_s:.2f}s | {summary} |")
         for f in r.findings[:10]:
             out.append(f"|  | {f.severity} |  |  |  | {f.message[:200]} |")
+        for label, where in r.artifacts.items():  # screenshots, traces, scan reports
+            link = where if "://" in where else f"file://{where}"
+            out.append(f"|  | artifact |  |  |  | [{label}]({link.replace(' ', '%20')}) |")
     return [*out, ""]
 
 
@@ -144,6 +158,12 @@ def render_markdown(r: DeployReport) -> str:
         lines += [f"### Compensated crashed run `{comp.release_id}`: {'ok' if comp.ok else 'FAILED'}", ""]
         lines += _services_table("Compensation", comp.services)
     lines += _checks_table("Gates", r.gates)
+    if r.approval is not None:
+        a = r.approval
+        lines += [f"### Approval: {a.decision}" + (f" by {a.approver}" if a.approver else ""), ""]
+        lines += [f"- reason: {a.reason}"] if a.reason else []
+        extra = ", destructive migrations allowed" if a.allow_destructive else ""
+        lines += [f"- waited {a.waited_s:.0f}s{extra}", ""]
     if r.migration_plan is not None:
         lines += ["### Database", "", f"- pending: {', '.join(r.migration_plan.pending) or 'none'}",
                   f"- applied: {', '.join(r.migrations_applied) or 'none'}"]
