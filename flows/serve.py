@@ -1,0 +1,105 @@
+"""`make serve` / `make stop`: a Prefect server on PostgreSQL, the work pool, the locks, the deployments, a worker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from flows.server import start, stop_pid, wait_ready
+
+ROOT = Path(__file__).resolve().parents[1]
+POOL = "aevon-local"
+
+
+async def prepare(pool: str) -> list[str]:
+    """Create the process work pool and one global concurrency limit per environment (idempotent)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    from deployments.loader import available_environments
+    from flows.locking import ensure_limit
+
+    async with get_client() as client:
+        try:
+            await client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+        except ObjectAlreadyExists:
+            pass
+    envs = available_environments()
+    for env in envs:
+        await ensure_limit(env)
+    return envs
+
+
+def deploy_all(env: dict[str, str]) -> None:
+    """`prefect --no-prompt deploy --all` for prefect.yaml, with AEVON_HOME pointing at this checkout."""
+    subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def start_worker(env: dict[str, str], pool: str, home: Path) -> int:
+    """A process worker, detached, logging to <home>/worker.log; returns its pid."""
+    with open(home / "worker.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    return proc.pid
+
+
+def serve(port: int, db: str, home: Path, pool: str = POOL) -> dict[str, int]:
+    """Start everything; returns the pids (server, worker). Safe to call again: what runs is kept."""
+    home.mkdir(parents=True, exist_ok=True)
+    api = f"http://127.0.0.1:{port}/api"
+    pids: dict[str, int] = {}
+    server_pid = home / f"server-{port}.pid"
+    try:
+        wait_ready(api, timeout=2)
+    except TimeoutError:
+        proc = start(db, port, home, home / "server.log")
+        server_pid.write_text(str(proc.pid))
+    pids["server"] = int(server_pid.read_text()) if server_pid.exists() else 0
+    env = {**os.environ, "PREFECT_API_URL": api, "AEVON_HOME": str(ROOT), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    os.environ["PREFECT_API_URL"] = api
+    asyncio.run(prepare(pool))
+    deploy_all(env)
+    worker_pid = home / "worker.pid"
+    if worker_pid.exists():
+        stop_pid(int(worker_pid.read_text()), grace=40)
+    pids["worker"] = start_worker(env, pool, home)
+    worker_pid.write_text(str(pids["worker"]))
+    return pids
+
+
+def stop(port: int, home: Path) -> None:
+    """Worker first (it may take a while to honour SIGTERM), then the server."""
+    for name in ("worker.pid", f"server-{port}.pid"):
+        pidfile = home / name
+        if pidfile.exists():
+            stop_pid(int(pidfile.read_text()), grace=40)
+            pidfile.unlink()
+
+
+def main() -> None:
+    """Command line of `make serve` and `make stop`."""
+    ap = argparse.ArgumentParser(prog="python -m flows.serve", description=main.__doc__)
+    ap.add_argument("action", choices=["start", "stop"])
+    ap.add_argument("--port", type=int, default=4200)
+    ap.add_argument("--db", default="postgresql+asyncpg://postgres@127.0.0.1:5432/aevon_prefect")
+    ap.add_argument("--home", type=Path, default=ROOT / ".aevon" / "prefect")
+    a = ap.parse_args()
+    if a.action == "stop":
+        stop(a.port, a.home)
+        print("worker and Prefect server stopped")
+        return
+    pids = serve(a.port, a.db, a.home)
+    print(f"Prefect UI: http://127.0.0.1:{a.port}  (server pid {pids['server']}, worker pid {pids['worker']}, "
+          f"pool {POOL}; deployments deploy-dev, deploy-staging, deploy-prod; logs in {a.home})")
+
+
+if __name__ == "__main__":
+    main()
