@@ -57,6 +57,10 @@ def main() -> int:
     asyncio.run(reset_database())
     env = dict(os.environ)
     env.setdefault("DATABASE_URL", f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}")
+    env_file = ROOT / ".env.dev"  # so that deploy-dev runs from the Prefect UI (`make serve`) find the database too
+    if not env_file.exists():
+        env_file.write_text(f"DATABASE_URL={env['DATABASE_URL']}\n")
+        env_file.chmod(0o600)
     env.setdefault("AEVON_STATE_DIR", str(STATE))
     outcomes = [(ref, deploy(ref, env)) for ref in ("v1", "v2", "v3-broken")]
     status = httpx.get("http://127.0.0.1:8101/status", timeout=5).json()
