@@ -34,14 +34,13 @@ async def _once(check: Check, spec: CheckSpec, inp: CheckInput) -> CheckResult:
 @task(name="check", task_run_name="{phase}-{spec.name}", **{**TASK_DEFAULTS, "retries": 0})
 async def run_check(check: Check, spec: CheckSpec, inp: CheckInput, phase: str) -> CheckResult:
     """Measure; re-run up to `spec.error_retries` times while the outcome is ERROR; apply `spec.on_error`."""
-    logger = get_run_logger()
     attempts = 0
     while True:
         attempts += 1
         result = await _once(check, spec, inp)
         if result.outcome != Outcome.ERROR or attempts > spec.error_retries:
             break
-        logger.warning("%s %s could not measure (%s); again in %.1fs", phase, spec.name, result.summary,
+        get_run_logger().warning("%s %s could not measure (%s); again in %.1fs", phase, spec.name, result.summary,
                        spec.retry_delay_s)
         await asyncio.sleep(spec.retry_delay_s)
     result.attempts = attempts
