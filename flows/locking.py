@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from prefect.client.orchestration import get_client
@@ -42,8 +42,10 @@ async def force_unlock(env: str) -> int:
 
 
 @asynccontextmanager
-async def environment_lock(env: str, lease_s: float, holder: str = "") -> AsyncIterator[None]:
-    """Hold `deploy-<env>` for the body. When another run holds it, log that and wait for it."""
+async def environment_lock(
+    env: str, lease_s: float, holder: str | Callable[[], Awaitable[str]] = ""
+) -> AsyncIterator[None]:
+    """Hold `deploy-<env>` for the body. When another run holds it, log which one and wait for it."""
     logger = get_run_logger()
     await ensure_limit(env)
     name = lock_name(env)
@@ -53,7 +55,8 @@ async def environment_lock(env: str, lease_s: float, holder: str = "") -> AsyncI
                 concurrency(name, occupy=1, strict=True, timeout_seconds=0.5, lease_duration=lease_s)
             )
         except TimeoutError:
-            logger.info("environment %s is locked by another deploy%s; waiting for lock %s", env, holder, name)
+            who = holder if isinstance(holder, str) else await holder()
+            logger.info("environment %s is locked by another deploy%s; waiting for lock %s", env, who, name)
             await stack.enter_async_context(concurrency(name, occupy=1, strict=True, lease_duration=lease_s))
             logger.info("lock %s acquired", name)
         yield
