@@ -35,6 +35,8 @@ VERSIONS: tuple[Version, ...] = (
     Version("v1", None, "Initial app: log-in, tasks, workflow runs (init migration, demo user)"),
     Version("v2", "v1", "Task priority: additive column, API field, page selector"),
     Version("v3-broken", "v2", "Audit trail: new AuditEvent table; /health fails (column mismatch)", good=False),
+    Version("bad-e2e", "v2", "Double-submit guard swallows the task form: Add task creates nothing", good=False),
+    Version("bad-xss", "v2", "Task search echoes the query unescaped (reflected XSS)", good=False),
     Version("bad-slow", "v2", "/status recounts migrations uncached: +300 ms a request, /health unchanged", good=False),
     Version("bad-errors", "v2", "Identity lookups fail and report to Sentry on every request; answers stay 200",
             good=False),
