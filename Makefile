@@ -5,9 +5,9 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 PREFECT_PORT ?= 4200
 PREFECT_DB ?= postgresql+asyncpg://postgres@127.0.0.1:5432/aevon_prefect
 
-.PHONY: setup python prisma postgres chromium wapiti prometheus test unit lint demo bench serve stop clean
+.PHONY: setup python prisma postgres chromium wapiti prometheus registry test unit lint demo bench serve stop clean
 
-setup: python prisma postgres chromium wapiti prometheus
+setup: python prisma postgres chromium wapiti prometheus registry
 
 python:
 	@bash scripts/setup-python.sh
@@ -20,6 +20,9 @@ postgres:
 
 chromium:
 	@bash scripts/ensure-chromium.sh
+
+registry:
+	@bash scripts/ensure-registry.sh
 
 wapiti:
 	@bash scripts/setup-wapiti.sh
