@@ -38,7 +38,7 @@ VERSIONS: tuple[Version, ...] = (
     Version("bad-e2e", "v2", "Double-submit guard swallows the task form: Add task creates nothing", good=False),
     Version("bad-xss", "v2", "Task search echoes the query unescaped (reflected XSS)", good=False),
     Version("bad-slow", "v2", "/status recounts migrations uncached: +300 ms a request, /health unchanged", good=False),
-    Version("bad-errors", "v2", "Identity lookups fail and report to Sentry on every request; answers stay 200",
+    Version("bad-errors", "v2", "Scheduler loop fails every tick and reports to Sentry; every answer stays 200",
             good=False),
 )
 

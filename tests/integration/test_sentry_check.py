@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from deployments.spec import CheckSpec
 from providers.checks.base import CheckInput
-from providers.models import Outcome, Release
+from providers.models import Outcome, Release, utcnow
 from tasks.checks import _once
 from tests.fakes.sentry import FakeSentry
 from tests.integration.app_under_test import example_check, serving
@@ -137,12 +137,14 @@ def test_sdk_envelopes_are_counted(sentry: FakeSentry) -> None:
 
 @pytest.mark.slow
 async def test_passes_on_v2_and_fails_on_bad_errors(repo: Path, tmp_path: Path, sentry: FakeSentry) -> None:
-    """The app reports through sentry-sdk (bad-errors only); traffic runs during the window after the marker."""
+    """bad-errors' scheduler reports through sentry-sdk while users (this traffic) see only 200s; v2 reports none."""
     app_env = {"SENTRY_DSN": sentry.dsn(1), "SENTRY_ENVIRONMENT": ENV}
     outcomes, shas = {}, {}
     for tag in ("v2", "bad-errors"):
+        deploy_started = utcnow()  # as in a deploy: the old release served until then, the new one after
         async with serving(repo, tag, tmp_path, app_env) as app:
-            inp = CheckInput(release=app.release(ENV), services=app.services())
+            rel = app.release(ENV).model_copy(update={"created_at": deploy_started})
+            inp = CheckInput(release=rel, services=app.services())
             check = check_for(sentry, tmp_path, window_s=4, before_window_s=4)
             result, answers = await asyncio.gather(check.run(inp), traffic(app.api, 4.0))
             assert set(answers) == {200}  # the users see nothing wrong either way
