@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import SecretStr
 
 from deployments.spec import CheckSpec, EnvironmentSpec
+from providers.errors import ConfigError
 from providers.models import CheckResult, Release, ServiceVersion
 
 
@@ -55,3 +56,13 @@ class Check(Protocol):
     async def record_baseline(self, inp: CheckInput, result: CheckResult) -> None:
         """Keep what the next deploy compares against (called after a release is recorded good)."""
         ...
+
+
+def service_url(spec: CheckSpec, inp: CheckInput, override: str | None = None) -> str:
+    """The base URL a check observes, without a trailing slash: `override` (its settings.url) or its service's URL."""
+    if override:
+        return override.rstrip("/")
+    version = inp.services.get(spec.service or "")
+    if version is None or not version.url:
+        raise ConfigError(f"check {spec.name}: service {spec.service!r} has no URL; set settings.url")
+    return version.url.rstrip("/")

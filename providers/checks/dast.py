@@ -15,11 +15,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from providers.baselines import BaselineStore
-from providers.checks.base import CheckContext, CheckInput
+from providers.checks.base import CheckContext, CheckInput, service_url
 from providers.checks.dast_passive import PassiveSettings, passive_scan
 from providers.checks.dast_scan import DastFinding, WapitiRun, WapitiSettings, merge, scan
 from providers.config import parse_settings
-from providers.errors import ConfigError
 from providers.models import CheckResult, Finding, Outcome, Severity
 
 
@@ -90,22 +89,14 @@ class DastCheck:
 
     def __init__(self, ctx: CheckContext, settings: DastSettings) -> None:
         self.name = ctx.spec.name
-        self.service = ctx.spec.service
+        self.spec = ctx.spec
         self.settings = settings
         self.store = BaselineStore(ctx.baseline_dir)
         self.artifacts_root = ctx.artifacts_dir
 
-    def _base_url(self, inp: CheckInput) -> str:
-        if self.settings.url:
-            return self.settings.url.rstrip("/")
-        version = inp.services.get(self.service or "")
-        if version is None or not version.url:
-            raise ConfigError(f"check {self.name}: service {self.service!r} has no URL; set settings.url")
-        return version.url.rstrip("/")
-
     async def run(self, inp: CheckInput) -> CheckResult:
         start = time.monotonic()
-        base = self._base_url(inp)
+        base = service_url(self.spec, inp, self.settings.url)
         host = urlsplit(base).hostname or ""
         if not self.settings.allow_remote and not _is_loopback(host):
             return self._result(Outcome.ERROR, f"refusing to scan {host!r}: not a loopback address "

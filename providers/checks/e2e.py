@@ -11,7 +11,7 @@ from playwright.async_api import BrowserContext, Page, async_playwright
 from playwright.async_api import Error as PlaywrightError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from providers.checks.base import CheckContext, CheckInput
+from providers.checks.base import CheckContext, CheckInput, service_url
 from providers.checks.e2e_steps import FlowRunner, FlowSpec, StepFailed, Unreachable
 from providers.checks.e2e_suite import SuiteSpec, run_suite
 from providers.config import parse_settings
@@ -134,18 +134,10 @@ class E2ECheck:
 
     def __init__(self, ctx: CheckContext, settings: E2ESettings) -> None:
         self.name = ctx.spec.name
-        self.service = ctx.spec.service
+        self.spec = ctx.spec
         self.settings = settings
         self.secrets: dict[str, SecretStr] = dict(ctx.secrets)
         self.artifacts_root = ctx.artifacts_dir
-
-    def _base_url(self, inp: CheckInput) -> str:
-        if self.settings.url:
-            return self.settings.url.rstrip("/")
-        version = inp.services.get(self.service or "")
-        if version is None or not version.url:
-            raise ConfigError(f"check {self.name}: service {self.service!r} has no URL; set settings.url")
-        return version.url.rstrip("/")
 
     def _result(self, outcome: Outcome, summary: str, start: float, **kw: object) -> CheckResult:
         return CheckResult.model_validate({
@@ -155,7 +147,7 @@ class E2ECheck:
 
     async def run(self, inp: CheckInput) -> CheckResult:
         start = time.monotonic()
-        base = self._base_url(inp)
+        base = service_url(self.spec, inp, self.settings.url)
         out_dir = self.artifacts_root / slug(inp.release.release_id)
         if self.settings.suite is not None:
             if inp.checkout_dir is None:

@@ -17,8 +17,9 @@ from pydantic import SecretStr
 from deployments.spec import CheckSpec, EnvironmentSpec
 from flows.deploy import deploy_flow, report_of
 from flows.report import DeployReport
-from providers.checks.base import CheckContext
+from providers.checks.base import CheckContext, CheckInput
 from providers.targets.local import stop_all
+from tests.integration.app_under_test import Serving
 from tests.integration.envs import ROOT, sample_dev_spec, write_spec
 from tests.pg import temp_database
 
@@ -49,6 +50,11 @@ def context(tmp: Path, kind: str, settings: dict[str, Any] | None = None,
         secrets={k: SecretStr(v) for k, v in (secrets or {}).items()},
         artifacts_dir=tmp / "artifacts", baseline_dir=tmp / "baselines",
     )
+
+
+def check_input(app: Serving) -> CheckInput:
+    """What the deploy flow would hand a check for a version serving through tests/integration/app_under_test."""
+    return CheckInput(release=app.release(), services=app.services(), checkout_dir=app.checkout)
 
 
 def rev(repo: Path, ref: str) -> str:

@@ -11,11 +11,10 @@ import pytest
 
 from flows.report import DeployOutcome
 from providers.baselines import BaselineStore
-from providers.checks.base import CheckInput
 from providers.checks.dast import DastCheck, make_check
 from providers.models import CheckResult, Outcome
 from tests.integration.app_under_test import Serving, serving
-from tests.integration.checks_support import context, deploy, dev_env, rev, serving_sha, shipped_check
+from tests.integration.checks_support import check_input, context, deploy, dev_env, rev, serving_sha, shipped_check
 from tests.sample_app import ROOT, build_sample_repo, ensure_prisma_toolkit
 
 pytestmark = pytest.mark.slow
@@ -41,10 +40,6 @@ async def bad_xss(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Async
         yield app
 
 
-def inp(app: Serving) -> CheckInput:
-    return CheckInput(release=app.release(), services=app.services(), checkout_dir=app.checkout)
-
-
 def shipped(tmp: Path) -> DastCheck:
     return make_check(context(tmp, "dast"))
 
@@ -56,16 +51,16 @@ def labels(result: CheckResult, status: str) -> list[str]:
 
 async def test_passes_on_v2_and_fails_on_bad_xss_as_new(v2: Serving, bad_xss: Serving, tmp_path: Path) -> None:
     check = shipped(tmp_path)
-    good = await check.run(inp(v2))
+    good = await check.run(check_input(v2))
     assert good.outcome == Outcome.PASSED, good.summary
     assert good.metrics["findings.new_blocking"] == 0 and good.metrics["wapiti.crawled_pages"] > 0
     assert "no baseline yet" in good.summary
-    await check.record_baseline(inp(v2), good)
+    await check.record_baseline(check_input(v2), good)
     saved = BaselineStore(tmp_path / "baselines").latest("web-dast")
     assert saved is not None and saved["release_id"] == v2.release().release_id
     assert len(saved["findings"]) == good.metrics["findings.total"]
 
-    bad = await check.run(inp(bad_xss))
+    bad = await check.run(check_input(bad_xss))
     assert bad.outcome == Outcome.FAILED, bad.summary
     assert labels(bad, "new") == [XSS]
     assert bad.findings[0].message.startswith("NEW MEDIUM Reflected Cross Site Scripting")
@@ -79,15 +74,15 @@ async def test_passes_on_v2_and_fails_on_bad_xss_as_new(v2: Serving, bad_xss: Se
 async def test_a_known_finding_does_not_fail_and_a_fixed_one_is_listed(bad_xss: Serving, v2: Serving,
                                                                        tmp_path: Path) -> None:
     check = shipped(tmp_path)
-    first = await check.run(inp(bad_xss))
+    first = await check.run(check_input(bad_xss))
     assert first.outcome == Outcome.FAILED  # no baseline: the XSS is new
-    await check.record_baseline(inp(bad_xss), first)  # accepted, as if that release had been recorded good
+    await check.record_baseline(check_input(bad_xss), first)  # accepted, as if that release had been recorded good
 
-    again = await check.run(inp(bad_xss))
+    again = await check.run(check_input(bad_xss))
     assert again.outcome == Outcome.PASSED, again.summary
     assert XSS in labels(again, "unchanged") and labels(again, "new") == []
 
-    fixed = await check.run(inp(v2))
+    fixed = await check.run(check_input(v2))
     assert fixed.outcome == Outcome.PASSED
     assert [f.message for f in fixed.findings if f.detail["status"] == "fixed"] == [
         "FIXED MEDIUM Reflected Cross Site Scripting: GET /search (q)"]
@@ -97,16 +92,16 @@ async def test_a_known_finding_does_not_fail_and_a_fixed_one_is_listed(bad_xss: 
 async def test_a_lower_fail_level_or_default_level_decides(bad_xss: Serving, tmp_path: Path) -> None:
     """The default fail level (HIGH) lets wapiti's MEDIUM XSS through; ERROR when wapiti cannot run."""
     default = make_check(context(tmp_path / "a", "dast", {}))
-    result = await default.run(inp(bad_xss))
+    result = await default.run(check_input(bad_xss))
     assert result.outcome == Outcome.PASSED and XSS in labels(result, "new")
     settings = {**shipped_check("dast")["settings"], "wapiti": {"executable": str(tmp_path / "no-wapiti")}}
-    missing = await make_check(context(tmp_path / "b", "dast", settings)).run(inp(bad_xss))
+    missing = await make_check(context(tmp_path / "b", "dast", settings)).run(check_input(bad_xss))
     assert missing.outcome == Outcome.ERROR and "wapiti is not installed" in missing.summary
 
 
 async def test_refuses_a_host_that_is_not_loopback(v2: Serving, tmp_path: Path) -> None:
     check = make_check(context(tmp_path, "dast", {"url": "http://example.com"}))
-    result = await check.run(inp(v2))
+    result = await check.run(check_input(v2))
     assert result.outcome == Outcome.ERROR and "not a loopback address" in result.summary
     assert not (tmp_path / "artifacts").exists()
 

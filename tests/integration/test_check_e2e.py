@@ -5,18 +5,18 @@ from __future__ import annotations
 import sys
 import textwrap
 import zipfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flows.report import DeployOutcome, render_markdown
-from providers.checks.base import CheckInput
 from providers.checks.e2e import E2ECheck, make_check
 from providers.errors import ConfigError
 from providers.models import Outcome
 from tests.integration.app_under_test import Serving, serving
-from tests.integration.checks_support import context, deploy, dev_env, rev, serving_sha, shipped_check
+from tests.integration.checks_support import check_input, context, deploy, dev_env, rev, serving_sha, shipped_check
 from tests.sample_app import build_sample_repo, ensure_prisma_toolkit, free_port
 
 pytestmark = pytest.mark.slow
@@ -29,17 +29,18 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_sample_repo(tmp_path_factory.mktemp("sample") / "repo")
 
 
+@pytest.fixture(scope="module")
+async def v2(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serving]:
+    async with serving(repo, "v2", tmp_path_factory.mktemp("v2")) as app:
+        yield app
+
+
 def shipped(tmp: Path) -> E2ECheck:
     return make_check(context(tmp, "e2e"))
 
 
-def inp(app: Serving) -> CheckInput:
-    return CheckInput(release=app.release(), services=app.services(), checkout_dir=app.checkout)
-
-
-async def test_shipped_flows_pass_on_v2(repo: Path, tmp_path: Path) -> None:
-    async with serving(repo, "v2", tmp_path) as app:
-        result = await shipped(tmp_path).run(inp(app))
+async def test_shipped_flows_pass_on_v2(v2: Serving, tmp_path: Path) -> None:
+    result = await shipped(tmp_path).run(check_input(v2))
     assert result.outcome == Outcome.PASSED, result.summary
     assert result.metrics["flows.passed"] == result.metrics["flows.total"] == 3
     for flow in ("login", "task creation", "workflow trigger"):
@@ -50,7 +51,7 @@ async def test_shipped_flows_pass_on_v2(repo: Path, tmp_path: Path) -> None:
 async def test_shipped_flows_fail_on_bad_e2e_with_screenshot_and_trace(repo: Path, tmp_path: Path) -> None:
     async with serving(repo, "bad-e2e", tmp_path) as app:
         check = shipped(tmp_path)
-        result = await check.run(inp(app))
+        result = await check.run(check_input(app))
         health = await _get(app.api + "/health")
     assert health == 200  # the api is fine: only a browser sees the broken flow
     assert result.outcome == Outcome.FAILED
@@ -83,7 +84,7 @@ def _login_with_secret(*extra: dict[str, Any]) -> dict[str, Any]:
     return {"step_timeout_s": 3, "flows": [{"name": "login", "steps": steps}, *extra]}
 
 
-async def test_select_and_secret_value_on_v2(repo: Path, tmp_path: Path) -> None:
+async def test_select_and_secret_value_on_v2(v2: Serving, tmp_path: Path) -> None:
     """A priority chosen with `select` shows on the new task; a secret never reaches the result or a trace."""
     priority = {"name": "urgent task", "steps": [
         {"fill": "#task-title", "value": "Urgent {nonce}"},
@@ -94,9 +95,8 @@ async def test_select_and_secret_value_on_v2(repo: Path, tmp_path: Path) -> None
     ]}
     wrong = {"name": "wrong user", "steps": [{"expect_text": "#session-user", "text": "someone@else"}]}
     secrets = {"password": PASSWORD}
-    async with serving(repo, "v2", tmp_path) as app:
-        ok = await make_check(context(tmp_path, "e2e", _login_with_secret(priority), secrets)).run(inp(app))
-        bad = await make_check(context(tmp_path, "e2e", _login_with_secret(wrong), secrets)).run(inp(app))
+    ok = await make_check(context(tmp_path, "e2e", _login_with_secret(priority), secrets)).run(check_input(v2))
+    bad = await make_check(context(tmp_path, "e2e", _login_with_secret(wrong), secrets)).run(check_input(v2))
     assert ok.outcome == Outcome.PASSED, ok.summary
     assert bad.outcome == Outcome.FAILED
     assert "expected text containing 'someone@else'" in bad.summary and "seen text 'demo@aevon.dev'" in bad.summary
@@ -105,13 +105,12 @@ async def test_select_and_secret_value_on_v2(repo: Path, tmp_path: Path) -> None
         assert PASSWORD not in result.model_dump_json()
 
 
-async def test_launch_failure_and_unreachable_app_are_errors(repo: Path, tmp_path: Path) -> None:
+async def test_launch_failure_and_unreachable_app_are_errors(v2: Serving, tmp_path: Path) -> None:
     settings = shipped_check("e2e")["settings"]
     no_browser = make_check(context(tmp_path, "e2e", {**settings, "chromium": {"executable_path": "/nope/chromium"}}))
     nowhere = make_check(context(tmp_path, "e2e", {**settings, "url": f"http://127.0.0.1:{free_port()}"}))
-    async with serving(repo, "v2", tmp_path) as app:
-        launch = await no_browser.run(inp(app))
-        down = await nowhere.run(inp(app))
+    launch = await no_browser.run(check_input(v2))
+    down = await nowhere.run(check_input(v2))
     assert launch.outcome == Outcome.ERROR and "could not launch Chromium (/nope/chromium)" in launch.summary
     assert down.outcome == Outcome.ERROR and "ERR_CONNECTION_REFUSED" in down.summary
     assert "not run: task creation, workflow trigger" in down.summary
@@ -156,20 +155,19 @@ SUITE = textwrap.dedent('''
 ''')
 
 
-async def test_suite_mode_runs_the_apps_command_with_base_url(repo: Path, tmp_path: Path,
+async def test_suite_mode_runs_the_apps_command_with_base_url(v2: Serving, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://orchestrator:s3cret@db/x")  # must not reach the suite
-    async with serving(repo, "v2", tmp_path) as app:
-        (app.checkout / "e2e").mkdir(exist_ok=True)
-        (app.checkout / "e2e" / "suite.py").write_text(SUITE)
+    (v2.checkout / "e2e").mkdir(exist_ok=True)
+    (v2.checkout / "e2e" / "suite.py").write_text(SUITE)
 
-        def suite(user: str) -> E2ECheck:
-            return make_check(context(tmp_path, "e2e", {"suite": {
-                "command": [sys.executable, "suite.py"], "cwd": "e2e", "json_report": "report.json",
-                "env": {"EXPECT_USER": user}}}))
+    def suite(user: str) -> E2ECheck:
+        return make_check(context(tmp_path, "e2e", {"suite": {
+            "command": [sys.executable, "suite.py"], "cwd": "e2e", "json_report": "report.json",
+            "env": {"EXPECT_USER": user}}}))
 
-        good = await suite("demo@aevon.dev").run(inp(app))
-        bad = await suite("admin@aevon.dev").run(inp(app))
+    good = await suite("demo@aevon.dev").run(check_input(v2))
+    bad = await suite("admin@aevon.dev").run(check_input(v2))
     assert good.outcome == Outcome.PASSED, good.summary
     assert good.metrics["tests.expected"] == 2 and good.metrics["tests.unexpected"] == 0
     assert bad.outcome == Outcome.FAILED
