@@ -152,7 +152,7 @@ class DastCheck:
 
     async def record_baseline(self, inp: CheckInput, result: CheckResult) -> None:
         """Keep the fingerprints present in this good release (new and unchanged; not the fixed ones)."""
-        keep = ("category", "severity", "method", "path", "key", "source")
+        keep = ("category", "severity", "method", "path", "parameter", "key", "source")
         findings = {
             f.detail["fingerprint"]: {k: f.detail.get(k) for k in keep}
             for f in result.findings if f.detail.get("status") in ("new", "unchanged") and "fingerprint" in f.detail

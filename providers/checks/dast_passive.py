@@ -1,8 +1,4 @@
-"""Passive DAST checks of our own: security headers and cookie flags of the deployed pages, as DastFindings.
-
-Categories and keys reuse wapiti's names where wapiti reports the same thing (http_headers, cookieflags, csp), so
-that one issue seen by both has one fingerprint; ours also know CSP frame-ancestors, Referrer-Policy and SameSite.
-"""
+"""Passive DAST checks of our own: security headers and cookie flags of the deployed pages, as DastFindings."""
 
 from __future__ import annotations
 
@@ -12,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from providers.checks.dast_scan import DastFinding
 from providers.models import Severity
 
+# Categories and keys reuse wapiti's names where wapiti reports the same thing (http_headers, cookieflags, csp), so
+# that one issue seen by both has one fingerprint; ours also know CSP frame-ancestors, Referrer-Policy and SameSite.
 HSTS_MIN_AGE_S = 180 * 86400
 
 
@@ -37,32 +35,33 @@ def judge_headers(path: str, headers: httpx.Headers, https: bool) -> list[DastFi
     """Missing or weak CSP, X-Content-Type-Options, clickjacking protection, Referrer-Policy, HSTS (https)."""
     found: list[DastFinding] = []
 
-    def add(category: str, severity: Severity, key: str, info: str = "") -> None:
-        found.append(DastFinding(category, severity, "GET", path, key, "passive", info or key))
+    def add(category: str, severity: Severity, key: str, header: str, info: str = "") -> None:
+        found.append(DastFinding(category, severity, "GET", path, key, "passive", info or key, parameter=header))
 
     csp = headers.get("content-security-policy")
     if csp is None:
-        add("Content Security Policy Configuration", Severity.MEDIUM, "CSP is not set")
+        add("Content Security Policy Configuration", Severity.MEDIUM, "CSP is not set", "Content-Security-Policy")
     if headers.get("x-content-type-options", "").strip().lower() != "nosniff":
-        add("MIME Type Confusion", Severity.LOW, "X-Content-Type-Options is not set")
+        add("MIME Type Confusion", Severity.LOW, "X-Content-Type-Options is not set", "X-Content-Type-Options")
     xfo = headers.get("x-frame-options", "").strip().upper()
     if xfo not in ("DENY", "SAMEORIGIN") and "frame-ancestors" not in _csp(csp or ""):
-        add("Clickjacking Protection", Severity.MEDIUM, "X-Frame-Options is not set",
+        add("Clickjacking Protection", Severity.MEDIUM, "X-Frame-Options is not set", "X-Frame-Options",
             "neither X-Frame-Options (DENY/SAMEORIGIN) nor CSP frame-ancestors")
     referrer = headers.get("referrer-policy")
     if referrer is None:
-        add("Referrer Policy", Severity.LOW, "Referrer-Policy is not set")
+        add("Referrer Policy", Severity.LOW, "Referrer-Policy is not set", "Referrer-Policy")
     elif referrer.strip().lower() == "unsafe-url":
-        add("Referrer Policy", Severity.LOW, "Referrer-Policy is unsafe-url")
+        add("Referrer Policy", Severity.LOW, "Referrer-Policy is unsafe-url", "Referrer-Policy")
     if https:
         hsts = headers.get("strict-transport-security")
         if hsts is None:
-            add("HTTP Strict Transport Security (HSTS)", Severity.MEDIUM, "Strict-Transport-Security is not set")
+            add("HTTP Strict Transport Security (HSTS)", Severity.MEDIUM, "Strict-Transport-Security is not set",
+                "Strict-Transport-Security")
         else:
             age = _csp(hsts.replace("=", " ")).get("max-age", "0")
             if not age.isdigit() or int(age) < HSTS_MIN_AGE_S:
                 add("HTTP Strict Transport Security (HSTS)", Severity.LOW, "Strict-Transport-Security max-age is short",
-                    f"max-age={age}, less than {HSTS_MIN_AGE_S}")
+                    "Strict-Transport-Security", f"max-age={age}, less than {HSTS_MIN_AGE_S}")
     return found
 
 
@@ -94,7 +93,8 @@ def judge_cookies(path: str, set_cookies: list[str], https: bool) -> list[DastFi
         elif same_site == "none" and "secure" not in attrs:
             problems.append(("SameSite Flag cookie", Severity.LOW, "SameSite=None without Secure in the cookie : {0}"))
         for category, severity, key in problems:
-            found.append(DastFinding(category, severity, "GET", path, key.format(name), "passive", key.format(name)))
+            text = key.format(name)
+            found.append(DastFinding(category, severity, "GET", path, text, "passive", text, parameter=name))
     return found
 
 

@@ -38,6 +38,7 @@ class DastFinding:
     source: str  # "wapiti:<module>" or "passive"
     info: str = ""
     wstg: tuple[str, ...] = ()
+    parameter: str = ""  # the attacked parameter, or the header or cookie a passive check judged
 
     @property
     def fingerprint(self) -> str:
@@ -50,7 +51,8 @@ class DastFinding:
 
     def as_dict(self) -> dict[str, Any]:
         return {"category": self.category, "severity": self.severity.value, "method": self.method,
-                "path": self.path, "key": self.key, "source": self.source, "info": self.info}
+                "path": self.path, "parameter": self.parameter, "key": self.key, "source": self.source,
+                "info": self.info}
 
 
 def merge(findings: list[DastFinding]) -> list[DastFinding]:
@@ -134,7 +136,7 @@ def parse_report(data: dict[str, Any]) -> list[DastFinding]:
                     category=category, severity=LEVELS[level], method=str(item.get("method", "GET")).upper(),
                     path=_path(str(item.get("path", "/"))), key=parameter or info,
                     source=f"wapiti:{item.get('module', section)}", info=info,
-                    wstg=tuple(str(w) for w in item.get("wstg") or ()),
+                    wstg=tuple(str(w) for w in item.get("wstg") or ()), parameter=parameter,
                 ))
     return out
 

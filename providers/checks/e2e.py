@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import time
@@ -91,7 +92,7 @@ class _Journey:
             await self.runner.run(flow)
         except (StepFailed, Unreachable) as exc:
             failure = exc
-        self.metrics[f"flow.{flow.name}.ms"] = round((time.monotonic() - t0) * 1000, 1)
+        self.metrics[f"flow.{slug(flow.name)}.ms"] = round((time.monotonic() - t0) * 1000, 1)
         if failure is None:
             if self.tracing:
                 await self.context.tracing.stop_chunk()
@@ -111,7 +112,7 @@ class _Journey:
     async def _keep_evidence(self, flow: FlowSpec) -> None:
         """Screenshot and trace of the failed flow under the release's artifacts folder."""
         stem = f"e2e-{slug(self.check.name)}-{slug(flow.name)}"
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self.out_dir.mkdir, parents=True, exist_ok=True)
         shot = self.out_dir / f"{stem}.png"
         try:
             await self.page.screenshot(path=shot, full_page=True, timeout=10_000)
@@ -195,7 +196,7 @@ class E2ECheck:
             summary = "; ".join(f.message for f in journey.findings) + tail
             return self._result(Outcome.FAILED, summary, start, findings=journey.findings, metrics=metrics,
                                 artifacts=journey.artifacts)
-        timings = ", ".join(f"{n} {journey.metrics[f'flow.{n}.ms'] / 1000:.1f}s" for n in flows)
+        timings = ", ".join(f"{n} {journey.metrics[f'flow.{slug(n)}.ms'] / 1000:.1f}s" for n in flows)
         return self._result(Outcome.PASSED, f"{len(flows)} flow(s) passed: {timings}", start, metrics=metrics)
 
     async def record_baseline(self, inp: CheckInput, result: CheckResult) -> None:

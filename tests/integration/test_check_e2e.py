@@ -43,8 +43,9 @@ async def test_shipped_flows_pass_on_v2(v2: Serving, tmp_path: Path) -> None:
     result = await shipped(tmp_path).run(check_input(v2))
     assert result.outcome == Outcome.PASSED, result.summary
     assert result.metrics["flows.passed"] == result.metrics["flows.total"] == 3
-    for flow in ("login", "task creation", "workflow trigger"):
+    for flow in ("login", "task-creation", "workflow-trigger"):
         assert result.metrics[f"flow.{flow}.ms"] > 0
+    assert "login" in result.summary and "task creation" in result.summary
     assert result.artifacts == {} and not (tmp_path / "artifacts").exists()  # evidence only on failure
 
 

@@ -37,7 +37,7 @@ def test_wapiti_report_is_normalised() -> None:
     xss = found["Reflected Cross Site Scripting"]
     assert (xss.severity, xss.method, xss.path, xss.key, xss.source) == (Severity.MEDIUM, "GET", "/search", "q",
                                                                           "wapiti:xss")
-    assert xss.info == "XSS via q." and xss.wstg == ("WSTG-INPV-01",)
+    assert xss.info == "XSS via q." and xss.wstg == ("WSTG-INPV-01",) and xss.parameter == "q"
     assert found["SQL Injection"].severity == Severity.CRITICAL
     assert found["Clickjacking Protection"].key == "X-Frame-Options is not set"  # no parameter: the info tells apart
     assert found["Internal Server Error"].source == "wapiti:anomalies"
@@ -83,6 +83,7 @@ def test_cookie_flags() -> None:
     plain = [f.key for f in judge_cookies("/", cookies, https=False)]
     assert plain == ["HttpOnly flag is not set in the cookie : pref", "SameSite is not set in the cookie : pref",
                      "SameSite=None without Secure in the cookie : x"]
+    assert {f.parameter for f in judge_cookies("/", cookies, https=False)} == {"pref", "x"}
     secure = {f.key: f.severity for f in judge_cookies("/", cookies, https=True)}
     assert secure["Secure flag is not set in the cookie : pref"] == Severity.MEDIUM
     assert "Secure flag is not set in the cookie : sid" not in secure
