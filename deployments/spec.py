@@ -69,10 +69,13 @@ class CheckSpec(_Strict):
     error_retries: int = Field(default=2, ge=0, le=20, description="re-runs of a check that returned ERROR")
     retry_delay_s: float = Field(default=1.0, ge=0)
     timeout_s: float = Field(default=300, gt=0)
+    exclusive: bool = Field(
+        default=False, description="validation: run alone, after the parallel checks (load tests: nothing competes)"
+    )
 
 
 class ValidationSpec(_Strict):
-    """Post-deploy validation: checks run in parallel after warm-up."""
+    """Post-deploy validation: checks run in parallel after warm-up; `exclusive` ones after them, one at a time."""
 
     checks: list[CheckSpec] = Field(default_factory=list)
 

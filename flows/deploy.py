@@ -29,6 +29,7 @@ from tasks.checks import blocks, run_check
 from tasks.common import ref
 from tasks.database import apply_migrations, plan_migrations
 from tasks.services import ServiceChange, deploy_service, describe_error
+from tasks.validation import run_stage
 from tasks.warmup import warm_up
 
 LEDGER_STATUS = {
@@ -256,8 +257,7 @@ async def _validate(
         return
     with report.step("validation") as st:
         inp = CheckInput(release=release, services=services, checkout_dir=checkout)
-        runs = (run_check(ref(c), s, ref(inp), "validate") for s, c in rt.checks)
-        report.checks = list(await asyncio.gather(*runs))
+        report.checks = await run_stage(rt.checks, inp)  # parallel; `exclusive` checks (perf smoke) after, alone
         failed = [r for (s, _), r in zip(rt.checks, report.checks, strict=True) if blocks(r, s)]
         st.detail = f"{len(report.checks) - len(failed)}/{len(report.checks)} passed"
         if failed:
