@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from providers.checks.base import CheckContext, CheckInput
 from providers.config import parse_settings
-from providers.errors import PermanentError
+from providers.errors import ConfigError, PermanentError
 from providers.http import VendorClient
 from providers.models import CheckResult, Finding, Outcome, Severity
 
@@ -152,5 +152,9 @@ class PrometheusCheck:
 
 def make_check(ctx: CheckContext) -> PrometheusCheck:
     """Factory registered as `prometheus`."""
-    return PrometheusCheck(ctx, parse_settings(PrometheusSettings, ctx.spec.settings,
-                                               f"checks.{ctx.spec.name}.settings"))
+    settings = parse_settings(PrometheusSettings, ctx.spec.settings, f"checks.{ctx.spec.name}.settings")
+    needed = settings.observe_s + settings.timeout_s
+    if ctx.spec.timeout_s <= needed:
+        raise ConfigError(f"must exceed settings.observe_s + settings.timeout_s ({needed:g}s): the check watches "
+                          "the alerts that long", f"checks.{ctx.spec.name}.timeout_s")
+    return PrometheusCheck(ctx, settings)

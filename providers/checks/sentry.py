@@ -32,7 +32,7 @@ class SentrySettings(BaseModel):
     release_format: str = Field(
         default="{sha}", description="the SDKs' `release` value: placeholders {sha} {short_sha} {ref} {env}"
     )
-    window_s: float = Field(default=300.0, gt=0, le=86400, description="watch this long after the deploy")
+    window_s: float = Field(default=120.0, gt=0, le=86400, description="watch this long after the deploy")
     before_window_s: float | None = Field(default=None, gt=0, le=86400, description="default: window_s")
     interval: str = Field(default="1m", pattern=r"^\d+[smhd]$", description="events-stats bucket size")
     query: str = Field(default="event.type:error", description="Sentry search query of the events counted")
@@ -181,6 +181,10 @@ class SentryCheck:
 def make_check(ctx: CheckContext) -> SentryCheck:
     """Factory registered as `sentry`: needs the secret `auth_token` (a Sentry auth token, project:releases)."""
     settings = parse_settings(SentrySettings, ctx.spec.settings, f"checks.{ctx.spec.name}.settings")
+    needed = settings.window_s + settings.timeout_s
+    if ctx.spec.timeout_s <= needed:
+        raise ConfigError(f"must exceed settings.window_s + settings.timeout_s ({needed:g}s): the check waits out "
+                          "the window", f"checks.{ctx.spec.name}.timeout_s")
     token = ctx.secrets.get("auth_token")
     if token is None:
         raise ConfigError("the sentry check needs `secrets: {auth_token: <secret name>}`",

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from deployments.spec import CheckSpec
 from providers.checks.base import CheckInput
+from providers.errors import ConfigError
 from providers.models import Outcome, Release, utcnow
 from tasks.checks import _once
 from tests.fakes.sentry import FakeSentry
@@ -166,3 +167,12 @@ async def traffic(base: str, seconds: float) -> list[int]:
                 statuses.append((await client.get(path)).status_code)
             await asyncio.sleep(0.05)
     return statuses
+
+
+def test_spec_mistakes_are_config_errors(sentry: FakeSentry, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="secrets"):
+        example_check("errors", tmp_path)  # no auth_token secret
+    with pytest.raises(ConfigError, match="window"):  # the example's timeout_s is 180: the window must fit in it
+        check_for(sentry, tmp_path, window_s=600)
+    with pytest.raises(ConfigError, match="observe_s"):
+        example_check("alerts", tmp_path, {"observe_s": 600})
