@@ -1,4 +1,4 @@
-"""The `aevon-deploy` command line: plan, deploy, rollback, history, status, unlock."""
+"""The `aevon-deploy` command line: plan, deploy, rollback, history, status, unlock, db (backups, restore)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,16 @@ def _parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("unlock", help="free the environment lock held by a crashed run")
     u.add_argument("env")
+
+    db = sub.add_parser("db", help="database backups: list them, restore one (explicit, never automatic)")
+    dbsub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    dbl = dbsub.add_parser("backups", help="the latest verified (and failed) backups of an environment")
+    dbl.add_argument("env")
+    dbl.add_argument("--limit", type=int, default=20)
+    dbr = dbsub.add_parser("restore", help="replace the environment's database with a verified backup")
+    dbr.add_argument("env")
+    dbr.add_argument("backup_id")
+    dbr.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
     return ap
 
 
@@ -126,6 +136,32 @@ async def _unlock(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _db(args: argparse.Namespace) -> int:
+    from flows.db import confirmation_text, find_backup, list_backups, outcome_text, restore_flow
+
+    if args.db_command == "backups":
+        for rec in await list_backups(args.env, args.limit):
+            state = "verified" if rec.verified else "NOT VERIFIED"
+            restored = f"  restored {rec.restored_at:%Y-%m-%d %H:%M}" if rec.restored_at else ""
+            print(f"{rec.backup_id}  {rec.created_at:%Y-%m-%d %H:%M:%S}  {state:12}  {len(rec.tables):3} tables "
+                  f"{rec.rows:10} rows  {rec.size_bytes / 1e6:8.1f} MB  release {rec.release_id or '—'}{restored}")
+        return 0
+    record = await find_backup(args.env, args.backup_id)
+    if record is None:
+        raise ConfigError(f"no backup {args.backup_id!r} of {args.env} (see `aevon-deploy db backups {args.env}`)")
+    print(confirmation_text(args.env, record))
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ConfigError("not confirmed: run it in a terminal, or pass --yes")
+        answer = await asyncio.to_thread(input, f"Type the environment name ({args.env}) to confirm: ")
+        if answer.strip() != args.env:
+            print("not confirmed: nothing was changed")
+            return EXIT_REFUSED
+    rep = await restore_flow(args.env, args.backup_id, str(args.spec_dir) if args.spec_dir else None)
+    print(outcome_text(rep))
+    return 0 if rep.ok else 1
+
+
 def _init_sentry() -> None:
     from flows.crash_reporting import init_crash_reporting  # secrets scrubbed from every event
 
@@ -142,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _init_sentry()
     handlers: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
         "plan": _plan, "deploy": _deploy, "rollback": _rollback, "unlock": _unlock,
-        "history": lambda a: _history(a, False), "status": lambda a: _history(a, True),
+        "history": lambda a: _history(a, False), "status": lambda a: _history(a, True), "db": _db,
     }
     try:
         code = asyncio.run(handlers[args.command](args))

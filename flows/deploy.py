@@ -205,14 +205,33 @@ async def _database(
         plan = await plan_migrations(ref(rt.migrator), checkout, previous)
         report.migration_plan = plan
         st.detail = f"{len(plan.pending)} pending" + (", destructive" if plan.destructive else "")
+        invalid = [f for f in plan.findings if f.detail.get("category") == "invalid"]
+        if invalid:  # does not parse, or fails on Prisma's shadow database: it would fail here, so nothing runs
+            raise Refused("migration would fail, nothing was applied: " + "; ".join(f.message for f in invalid))
         if plan.destructive and not allow_destructive:
             raise Refused("destructive migration refused (allow it with --allow-destructive): "
-                          + "; ".join(f.message for f in plan.findings if f.severity.rank >= 3))
+                          + "; ".join(f.message for f in plan.findings if f.detail.get("category") == "destructive"))
     if not plan.pending:
         return
+    backup_id: str | None = None
+    if rt.spec.database is not None and rt.spec.database.backup:  # prod: a verified backup, or no migration
+        from flows.db import describe, take_backup
+
+        with report.step("backup") as st:
+            try:
+                record = await take_backup(rt, release)
+            except AevonError as exc:
+                st.outcome, st.detail = "failed", describe_error(exc)
+                raise Refused(f"no backup could be taken, nothing was migrated: {describe_error(exc)}") from exc
+            st.detail = describe(record)
+            if not record.verified:
+                st.outcome = "failed"
+                raise Refused(f"backup {record.backup_id} did not verify, nothing was migrated: "
+                              + "; ".join(record.problems))
+            backup_id = record.backup_id
     with report.step("migrate") as st:
         try:
-            result = await apply_migrations(ref(ledger), release, ref(rt.migrator), checkout, plan)
+            result = await apply_migrations(ref(ledger), release, ref(rt.migrator), checkout, plan, backup_id)
         except AevonError as exc:
             st.outcome, st.detail = "failed", describe_error(exc)
             raise NeedsRollback(f"migration failed: {describe_error(exc)}") from exc

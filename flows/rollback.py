@@ -90,21 +90,49 @@ async def _undo_migration(rt: Runtime, ledger: Ledger, entry: JournalEntry, repo
     if not applied:
         await ledger.mark(entry.id, UNDONE, {"note": "no migration was applied by this run"})
         return
+    from providers.migrators import inverse as inv
+
     inverse = entry.undo.get("inverse_sql")
+    steps = dict(entry.undo.get("inverse_steps") or {})
+    if inverse is not None and steps and applied != list(entry.undo.get("pending", applied)):
+        inverse = inv.compose(steps, applied)  # a later migration failed: undo only the ones that got applied
+    why = dropped = ""
+    stuck = [s.service for s in report.services if s.status != DeployStatus.READY]
     if not rt.spec.rollback.revert_migrations:
-        report.notes.append(f"migrations left applied (rollback.revert_migrations is off): {', '.join(applied)}")
-        return
-    if inverse is None or entry.undo.get("inverse_loses_data"):
-        why = "its inverse would lose data" if inverse else "no inverse migration was prepared"
+        why = "rollback.revert_migrations is off"
+    elif stuck:  # reverting the schema under code that needs it would break what still runs
+        why = f"{', '.join(stuck)} could not be rolled back and still run this release's code, which needs its schema"
+    elif inverse is None:
+        why = "no inverse migration was prepared (see the plan's inverse finding)"
+    elif entry.undo.get("inverse_loses_data"):
+        why = "its inverse would lose data (see the plan's inverse finding)"
+    else:  # rows the failed release wrote where the inverse drops them: dropped and said, or kept by setting
+        try:
+            new = inv.grown(entry.detail.get("inverse_baseline"), await rt.migrator.inverse_footprint(inverse))
+        except Exception as exc:
+            new, why = {}, f"the data the inverse would drop could not be measured ({describe_error(exc)})"
+        if new and rt.spec.database is not None and rt.spec.database.settings.get("keep_release_data"):
+            why = f"the new release wrote data the inverse would drop: {inv.describe(new)} (keep_release_data)"
+        elif new:
+            dropped = (f"the inverse dropped what the failed release wrote there: {inv.describe(new)} "
+                       "(set database.settings.keep_release_data to keep such data, reverting the code only)")
+    if why:
+        backup = entry.undo.get("backup_id")
+        env = rt.spec.environment
         report.notes.append(
-            f"code reverted only; migrations {', '.join(applied)} stay applied because {why}. "
-            "A backup can be restored explicitly with `aevon-deploy db restore`."
+            ("" if stuck else "code reverted only; ") + f"migrations {', '.join(applied)} stay applied because {why}. "
+            + (f"To return the database to its state before this run, restore the verified backup explicitly: "
+               f"`aevon-deploy db restore {env} {backup}`." if backup else
+               "No backup was taken by this run (database.backup is off); `aevon-deploy db backups "
+               f"{env}` lists earlier ones.")
         )
         await ledger.mark(entry.id, DONE, {"kept": applied, "why": why})
         return
     try:
         await revert_migrations(ref(ledger), entry.id, ref(rt.migrator), checkout, applied, inverse)
         report.migrations_reverted.extend(applied)
+        if dropped:
+            report.notes.append(dropped)
     except Exception as exc:
         report.ok = False
         report.notes.append(f"inverse migration failed: {describe_error(exc)}")

@@ -1,4 +1,4 @@
-"""Database tasks: plan the migration, apply it (journalled with its inverse first), revert it on rollback."""
+"""Database tasks: plan the migration, back it up (verified), apply it (journalled with its inverse), revert it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from pathlib import Path
 
 from prefect import task
 
+from providers.backup import BackupRecord, PgBackup
+from providers.backup_records import BackupCatalog, new_backup_id
+from providers.errors import AevonError
 from providers.ledger import DONE, UNDONE, Ledger
 from providers.migrators.base import MigrationPlan, MigrationResult, Migrator
 from providers.models import Release
@@ -18,18 +21,46 @@ async def plan_migrations(migrator: Migrator, checkout: Path, previous_checkout:
     return await migrator.plan(checkout, previous_checkout)
 
 
+@task(name="backup-database", **TASK_DEFAULTS)
+async def backup_database(
+    backup: PgBackup, catalog: BackupCatalog, release: Release, dest_dir: Path
+) -> BackupRecord:
+    """pg_dump the database, verify the dump in a scratch database, and record it (verified or not) with the release.
+
+    Returns the record; the caller refuses to migrate when `record.verified` is false. An unreachable database is
+    a TransientError (retried); a tool failure is permanent.
+    """
+    record = await backup.take(new_backup_id(release.env), dest_dir, env=release.env, release_id=release.release_id)
+    await catalog.record(record)
+    return record
+
+
 @task(name="migrate", **TASK_DEFAULTS)
 async def apply_migrations(
-    ledger: Ledger, release: Release, migrator: Migrator, checkout: Path, plan: MigrationPlan
+    ledger: Ledger, release: Release, migrator: Migrator, checkout: Path, plan: MigrationPlan,
+    backup_id: str | None = None,
 ) -> MigrationResult:
-    """Journal the pending migrations and their inverse, then `migrate deploy`."""
+    """Journal the pending migrations, their inverse and the backup id, then `migrate deploy`.
+
+    Right after applying, the journal also gets the inverse's footprint (rows in what the inverse would drop): the
+    rollback compares it with the footprint then, to tell data the new release wrote from data that was there.
+    """
     entry = await ledger.record_intent(
         release.release_id, "migration", "database",
-        {"pending": plan.pending, "inverse_sql": plan.inverse_sql, "inverse_loses_data": plan.inverse_loses_data,
-         "checkout": str(checkout)},
+        {"pending": plan.pending, "inverse_sql": plan.inverse_sql, "inverse_steps": plan.inverse_steps,
+         "inverse_loses_data": plan.inverse_loses_data, "checkout": str(checkout), "backup_id": backup_id},
     )
     result = await migrator.apply(checkout)
+    # A retried task (transient error after applying) applies nothing the second time: keep what the first did.
+    result.applied = list(dict.fromkeys([*entry.detail.get("applied", []), *result.applied]))
     await ledger.mark(entry.id, DONE, {"applied": result.applied})
+    baseline: dict[str, int] | None = {}
+    if plan.inverse_sql is not None and not plan.inverse_loses_data:
+        try:
+            baseline = await migrator.inverse_footprint(plan.inverse_sql)
+        except AevonError:
+            baseline = None  # unknown: the rollback then counts every row there as written by the new release
+    await ledger.mark(entry.id, DONE, {"inverse_baseline": baseline})
     return result
 
 

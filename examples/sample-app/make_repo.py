@@ -40,6 +40,7 @@ VERSIONS: tuple[Version, ...] = (
     Version("bad-slow", "v2", "/status recounts migrations uncached: +300 ms a request, /health unchanged", good=False),
     Version("bad-errors", "v2", "Scheduler loop fails every tick and reports to Sentry; every answer stays 200",
             good=False),
+    Version("v4-destructive", "v2", "Drops the unused Session.createdAt column (destructive migration)", good=False),
 )
 
 

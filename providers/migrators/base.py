@@ -1,4 +1,4 @@
-"""The migrator interface: read migration status, apply pending migrations, and (seam) undo them."""
+"""The migrator interface: read migration status, plan (findings, inverse), apply pending migrations, undo them."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ class MigrationStatus(BaseModel):
     failed: list[str] = Field(default_factory=list)
     drift: bool = False
     message: str = ""
+    unknown: list[str] = Field(default_factory=list)  # applied in the database, absent from the checkout
+    failed_logs: dict[str, str] = Field(default_factory=dict)  # failed migration -> the database's error (scrubbed)
 
 
 class MigrationPlan(BaseModel):
@@ -38,7 +40,8 @@ class MigrationPlan(BaseModel):
     pending: list[str] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)
     destructive: bool = False
-    inverse_sql: str | None = None  # seam: the down script, prepared before applying (issue: safe migrations)
+    inverse_sql: str | None = None  # the down script of all of `pending`, prepared before applying
+    inverse_steps: dict[str, str] = Field(default_factory=dict)  # per pending migration: its own down script
     inverse_loses_data: bool = False
 
 
@@ -59,7 +62,15 @@ class Migrator(Protocol):
         ...
 
     async def plan(self, checkout: Path, previous_checkout: Path | None) -> MigrationPlan:
-        """Pending migrations and (seam) their findings and inverse; changes nothing."""
+        """Pending migrations, their findings and their inverse; changes nothing."""
+        ...
+
+    async def readiness(self, checkout: Path, status: MigrationStatus) -> list[Finding]:
+        """Consistency findings about the checkout's migrations (HIGH and above block a deploy)."""
+        ...
+
+    async def inverse_footprint(self, inverse_sql: str | None) -> dict[str, int]:
+        """Data the inverse would destroy now: table or column -> rows holding values a re-apply cannot restore."""
         ...
 
     async def apply(self, checkout: Path) -> MigrationResult:

@@ -13,9 +13,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from providers.errors import PermanentError, TransientError
+from providers.migrators import classify, consistency, inverse
 from providers.migrators.base import MigrationPlan, MigrationResult, MigrationStatus, MigratorContext
+from providers.migrators.inverse import ShadowApplyFailed, inverse_steps
 from providers.migrators.prisma_db import MigrationRow, MigrationsTable, summarize
-from providers.models import Finding
+from providers.models import Finding, Severity
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class CliResult:
     returncode: int
     output: str
     duration_s: float
+    stdout: str = ""  # only when asked for apart from the rest (a script `migrate diff` prints): not scrubbed
 
 
 class PrismaMigrator:
@@ -96,20 +99,57 @@ class PrismaMigrator:
         message = "; ".join(
             [f"{len(applied)} applied, {len(pending)} pending, {len(failed)} failed", *notes]
         )
-        return MigrationStatus(applied=applied, pending=pending, failed=failed, drift=drift, message=message)
+        unknown = sorted({r.name for r in rows if r.applied} - set(local))
+        logs = {r.name: self.scrub(r.logs or "")[-1500:] for r in rows if r.failed and r.name in failed}
+        return MigrationStatus(applied=applied, pending=pending, failed=failed, drift=drift, message=message,
+                               unknown=unknown, failed_logs=logs)
 
     async def plan(self, checkout: Path, previous_checkout: Path | None) -> MigrationPlan:
-        """Pending migrations, with the (seam) findings and inverse of them; changes nothing."""
+        """Pending migrations, their findings (pglast) and their inverse (`migrate diff`); changes nothing.
+
+        The inverse is judged before anything is applied: `inverse_loses_data` when the forward migrations destroy
+        data (no down script brings it back) or the down script would destroy data that exists now; no inverse at
+        all when a forward statement is one Prisma's diff cannot undo and a re-apply would then fail.
+        """
         status = await self.status(checkout)
         findings = await self.assess(checkout, status.pending)
-        inverse = await self.prepare_inverse(checkout, previous_checkout, status.pending)
+        if not status.pending:
+            return MigrationPlan(findings=findings)
+        try:
+            steps = await inverse_steps(self, checkout, status.pending)
+        except ShadowApplyFailed as exc:  # it fails on an empty copy: it would fail here too, before any change
+            invalid = Finding(message=f"invalid: {exc.migration} fails on a shadow database: {exc.output}",
+                              severity=Severity.HIGH, location=f"{exc.migration}/migration.sql",
+                              detail={"category": classify.Category.INVALID.value})
+            return MigrationPlan(pending=status.pending, findings=[*findings, invalid],
+                                 destructive=classify.is_destructive(findings))
+        migrations = self._paths(checkout)[1]
+        forward = [(m, (migrations / m / "migration.sql").read_text(errors="replace")) for m in status.pending]
+        judged = await inverse.judge(forward, findings, steps, self.inverse_footprint)
         return MigrationPlan(
             pending=status.pending,
-            findings=findings,
-            destructive=False,
-            inverse_sql=inverse,
-            inverse_loses_data=False,
+            findings=findings + judged.findings,
+            destructive=classify.is_destructive(findings),
+            inverse_sql=inverse.compose(judged.steps, status.pending) if judged.steps else None,
+            inverse_steps=judged.steps,
+            inverse_loses_data=judged.loses_data,
         )
+
+    async def readiness(self, checkout: Path, status: MigrationStatus) -> list[Finding]:
+        """The migrations folder's consistency and each pending migration parsing (providers/migrators/consistency)."""
+        schema, migrations = self._paths(checkout)
+        return [*consistency.check_folder(schema, migrations),
+                *consistency.check_pending(migrations, status.pending, status.applied)]
+
+    async def inverse_footprint(self, inverse_sql: str | None) -> dict[str, int]:
+        """Rows holding data in each table or column the inverse destroys (0 when absent); {} without an inverse."""
+        if inverse_sql is None or inverse.is_empty(inverse_sql):
+            return {}
+        targets, _ = inverse.destroyed_by(inverse_sql)
+        if not targets:
+            return {}
+        async with self.table.connection("inverse footprint") as conn:
+            return await inverse.footprint(conn, targets)
 
     async def apply(self, checkout: Path) -> MigrationResult:
         """`prisma migrate deploy`; returns the migrations this call applied (table before/after).
@@ -164,23 +204,28 @@ class PrismaMigrator:
         log.info("prisma reverted %s in %.2fs", todo, cli.duration_s)
         return MigrationResult(applied=todo, output=cli.output, duration_s=cli.duration_s)
 
-    # -- seams for the safe-migrations issue ---------------------------------------------------------------
+    # -- findings and the inverse ---------------------------------------------------------------------------
 
     async def assess(self, checkout: Path, pending: list[str]) -> list[Finding]:
-        """Findings about `pending` (destructive changes...). Seam: returns [] until pglast analysis lands."""
-        return []
+        """One finding per statement of `pending` (additive, locking, destructive ...), parsed with pglast."""
+        migrations = self._paths(checkout)[1]
+        sources = [(m, (migrations / m / "migration.sql").read_text(errors="replace")) for m in pending
+                   if (migrations / m / "migration.sql").is_file()]
+        return classify.findings(sources)
 
     async def prepare_inverse(
         self, checkout: Path, previous_checkout: Path | None, pending: list[str]
     ) -> str | None:
-        """The down script undoing `pending`, prepared before applying. Seam: returns None for now.
+        """The down script undoing `pending`, prepared before applying (None when nothing is pending).
 
-        The safe-migrations issue fills it with `prisma migrate diff --from-migrations <checkout migrations>
-        --to-migrations <previous_checkout migrations> --script` (run through `_cli`; it needs CREATEDB for its
-        shadow databases). Prisma does not track extensions, functions or CHECK constraints, so such a script
-        does not undo those.
+        `prisma migrate diff --from-migrations <checkout's migrations> --to-migrations <the same without pending>`:
+        the "to" side is the database's state before this deploy, built from the checkout rather than taken from
+        `previous_checkout` (the last good release), which would be wrong when the database keeps migrations of a
+        code-only rollback, and is absent on a first deploy (where the inverse drops what the migrations created).
         """
-        return None
+        if not pending:
+            return None
+        return inverse.compose(await inverse_steps(self, checkout, pending), pending)
 
     # -- helpers --------------------------------------------------------------------------------------------
 
@@ -228,7 +273,7 @@ class PrismaMigrator:
         )
         return env
 
-    async def _cli(self, checkout: Path, *args: str, stdin: str | None = None) -> CliResult:
+    async def _cli(self, checkout: Path, *args: str, stdin: str | None = None, split: bool = False) -> CliResult:
         prisma = self.toolkit_dir / "node_modules" / ".bin" / "prisma"
         if not prisma.exists():
             raise PermanentError(f"the Prisma toolkit is not installed: {SETUP_HINT}", provider=PROVIDER)
@@ -237,11 +282,11 @@ class PrismaMigrator:
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=self.toolkit_dir, env=self._env(checkout),
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE if split else asyncio.subprocess.STDOUT,
         )
         try:
             data = stdin.encode() if stdin is not None else None
-            out, _ = await asyncio.wait_for(proc.communicate(data), self.timeout_s)
+            out, err = await asyncio.wait_for(proc.communicate(data), self.timeout_s)
         except TimeoutError as exc:
             await _kill(proc)
             raise TransientError(
@@ -251,10 +296,11 @@ class PrismaMigrator:
             await _kill(proc)
             raise
         duration = time.monotonic() - started
-        text = _NOISE_RE.sub("", self.scrub(out.decode(errors="replace")))
+        said = err if split else out
+        text = _NOISE_RE.sub("", self.scrub(said.decode(errors="replace")))
         rc = proc.returncode if proc.returncode is not None else -1
         log.info("prisma %s: exit %d in %.2fs", " ".join(args[:2]), rc, duration)
-        return CliResult(tuple(args), rc, text.strip(), duration)
+        return CliResult(tuple(args), rc, text.strip(), duration, out.decode(errors="replace") if split else "")
 
     def _raise(self, cli: CliResult, action: str) -> None:
         tail = cli.output[-_OUTPUT_LIMIT:]

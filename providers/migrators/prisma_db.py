@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -67,8 +68,9 @@ class MigrationsTable:
         self._connect = connect
         self.timeout_s = timeout_s
 
-    async def rows(self) -> list[MigrationRow]:
-        """Every row, oldest first; [] when the table does not exist yet (nothing ever applied)."""
+    @asynccontextmanager
+    async def connection(self, resource: str = "database") -> AsyncIterator[Any]:
+        """A connection to the database; connection and query errors become TransientError / PermanentError."""
         try:
             conn = await self._connect(self._url.get_secret_value(), timeout=self.timeout_s)
         except (ValueError, asyncpg.ClientConfigurationError):
@@ -79,15 +81,21 @@ class MigrationsTable:
         except asyncpg.PostgresError as exc:
             raise PermanentError(self._describe(exc), provider=PROVIDER, resource="database") from exc
         try:
-            records = await conn.fetch(_QUERY, timeout=self.timeout_s)
-        except asyncpg.UndefinedTableError:
-            return []
+            yield conn
         except (OSError, TimeoutError, *_TRANSIENT_PG) as exc:
-            raise TransientError(self._describe(exc), provider=PROVIDER, resource="_prisma_migrations") from exc
+            raise TransientError(self._describe(exc), provider=PROVIDER, resource=resource) from exc
         except asyncpg.PostgresError as exc:
-            raise PermanentError(self._describe(exc), provider=PROVIDER, resource="_prisma_migrations") from exc
+            raise PermanentError(self._describe(exc), provider=PROVIDER, resource=resource) from exc
         finally:
             await asyncio.shield(conn.close())
+
+    async def rows(self) -> list[MigrationRow]:
+        """Every row, oldest first; [] when the table does not exist yet (nothing ever applied)."""
+        async with self.connection("_prisma_migrations") as conn:
+            try:
+                records = await conn.fetch(_QUERY, timeout=self.timeout_s)
+            except asyncpg.UndefinedTableError:
+                return []
         return [
             MigrationRow(
                 name=r["migration_name"], checksum=r["checksum"], started_at=r["started_at"],
@@ -98,7 +106,7 @@ class MigrationsTable:
 
     def _describe(self, exc: BaseException) -> str:
         detail = self._scrub(str(exc)) or type(exc).__name__
-        return f"cannot read _prisma_migrations ({type(exc).__name__}): {detail}"
+        return f"cannot read the database ({type(exc).__name__}): {detail}"
 
 
 def summarize(rows: list[MigrationRow], local: dict[str, set[str]]) -> tuple[list[str], list[str], bool, list[str]]:
@@ -120,5 +128,5 @@ def summarize(rows: list[MigrationRow], local: dict[str, set[str]]) -> tuple[lis
     if changed:
         notes.append(f"modified after they were applied: {', '.join(changed)}")
     if failed:
-        notes.append(f"failed: {', '.join(failed)} (fix the database, then delete their rows to retry)")
+        notes.append(f"failed: {', '.join(failed)} (fix it in a new commit, then mark the failed attempt rolled back)")
     return applied, failed, bool(changed), notes

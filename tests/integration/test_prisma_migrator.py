@@ -83,7 +83,10 @@ async def test_status_empty_apply_and_apply_again(tmp_path: Path) -> None:
         assert (status.applied, status.pending, status.failed, status.drift) == ([], [INIT, PRIORITY], [], False)
         plan = await m.plan(checkout, None)
         assert plan.pending == [INIT, PRIORITY]
-        assert plan.inverse_sql is None and plan.findings == []
+        # INIT seeds its table from a DO block, which no down script undoes: no inverse, a code-only rollback
+        assert plan.inverse_sql is None and plan.inverse_steps == {}
+        assert [f.location for f in plan.findings if "DO block" in f.message] == [f"{INIT}/migration.sql:3"] * 2
+        assert any(f.message.startswith("inverse: no inverse") for f in plan.findings)
 
         first = await m.apply(checkout)
         assert first.applied == [INIT, PRIORITY]

@@ -1,0 +1,3 @@
+-- Sessions expire by "expiresAt"; "createdAt" was never read.
+-- AlterTable
+ALTER TABLE "Session" DROP COLUMN "createdAt";

@@ -1,0 +1,346 @@
+"""Classifies each migration statement with pglast (PostgreSQL's own parser): additive, locking, destructive."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pglast import ast, enums, parse_sql
+from pglast.parser import ParseError
+
+from providers.models import Finding, Severity
+
+AT = enums.AlterTableType
+OT = enums.ObjectType
+CT = enums.ConstrType
+_SERIAL = {"serial", "serial2", "serial4", "serial8", "smallserial", "bigserial"}
+# Functions that are not volatile: a column default calling them is evaluated once, with no table rewrite.
+_STABLE_FUNCS = {"now", "transaction_timestamp", "statement_timestamp", "current_date", "current_timestamp",
+                 "localtimestamp", "current_user", "session_user", "lower", "upper", "jsonb_build_object",
+                 "json_build_object", "array"}
+_DROPPED_KIND = {OT.OBJECT_TABLE: "table", OT.OBJECT_VIEW: "view", OT.OBJECT_MATVIEW: "materialized view",
+                 OT.OBJECT_TYPE: "type", OT.OBJECT_SEQUENCE: "sequence", OT.OBJECT_SCHEMA: "schema",
+                 OT.OBJECT_FUNCTION: "function", OT.OBJECT_EXTENSION: "extension", OT.OBJECT_DOMAIN: "domain",
+                 OT.OBJECT_TRIGGER: "trigger", OT.OBJECT_PROCEDURE: "procedure"}
+_HARMLESS = (ast.TransactionStmt, ast.VariableSetStmt, ast.CommentStmt, ast.GrantStmt, ast.GrantRoleStmt)
+_CREATES = {ast.CreateEnumStmt: "enum type", ast.CompositeTypeStmt: "composite type", ast.CreateDomainStmt: "domain",
+            ast.CreateSeqStmt: "sequence", ast.CreateSchemaStmt: "schema", ast.CreateExtensionStmt: "extension",
+            ast.CreateFunctionStmt: "function", ast.CreateTrigStmt: "trigger", ast.ViewStmt: "view",
+            ast.CreateTableAsStmt: "table from a query", ast.CreatePolicyStmt: "policy"}
+
+
+class Category(StrEnum):
+    """What a statement does to a live database and the code running against it."""
+
+    ADDITIVE = "additive"  # new table, nullable or defaulted column, index on a new table, seed rows
+    LOCKING = "locking"  # blocks reads or writes while it runs: index build, table rewrite, validation scan
+    DESTRUCTIVE = "destructive"  # loses data or breaks the running code: DROP, type change, RENAME, NOT NULL ...
+    REVIEW = "review"  # not analysed (DO blocks, data updates, unknown statements): read it
+    INVALID = "invalid"  # PostgreSQL's parser rejects it: the migration will fail
+
+
+SEVERITY = {Category.ADDITIVE: Severity.INFO, Category.LOCKING: Severity.MEDIUM, Category.DESTRUCTIVE: Severity.HIGH,
+            Category.REVIEW: Severity.LOW, Category.INVALID: Severity.HIGH}
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One parsed statement of a migration: its node, 1-based line and text."""
+
+    migration: str
+    line: int
+    text: str
+    node: Any
+
+    @property
+    def location(self) -> str:
+        return f"{self.migration}/migration.sql:{self.line}"
+
+
+@dataclass(frozen=True)
+class Classified:
+    """A statement's (or one ALTER TABLE sub-command's) category and why."""
+
+    category: Category
+    reason: str
+    stmt: Statement
+
+    def finding(self) -> Finding:
+        text = self.stmt.text if len(self.stmt.text) <= 160 else self.stmt.text[:157] + "..."
+        return Finding(
+            message=f"{self.category}: {self.reason}" + (f" — {text}" if text else ""),
+            severity=SEVERITY[self.category], location=self.stmt.location,
+            detail={"category": self.category.value, "migration": self.stmt.migration, "line": self.stmt.line,
+                    "statement": self.stmt.text[:2000]},
+        )
+
+
+class SqlParseError(ValueError):
+    """A migration.sql PostgreSQL's parser rejects; `location` is `<migration>/migration.sql:<line>`."""
+
+    def __init__(self, migration: str, line: int, message: str) -> None:
+        self.location = f"{migration}/migration.sql:{line}"
+        super().__init__(f"{self.location}: {message}")
+
+
+def line_of(sql: str, offset: int) -> int:
+    return sql.count("\n", 0, max(offset, 0)) + 1
+
+
+def split_statements(migration: str, sql: str) -> list[Statement]:
+    """The statements of one migration.sql with their lines (comments before a statement are skipped)."""
+    try:
+        raws = parse_sql(sql)
+    except ParseError as exc:
+        cursor = int(exc.args[1]) if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
+        raise SqlParseError(migration, line_of(sql, cursor), str(exc.args[0] if exc.args else exc)) from None
+    out = []
+    for raw in raws or ():
+        start = raw.stmt_location or 0
+        end = start + raw.stmt_len if raw.stmt_len else len(sql)
+        text = " ".join(sql[start:end].split()).rstrip(";")
+        out.append(Statement(migration, line_of(sql, start), text, raw.stmt))
+    return out
+
+
+def rel_name(rv: Any) -> str:
+    """`schema.table` or `table` of a RangeVar."""
+    return f"{rv.schemaname}.{rv.relname}" if getattr(rv, "schemaname", None) else str(rv.relname)
+
+
+def _key(rv: Any) -> str:
+    return str(rv.relname)  # tables are matched by name: migrations rarely qualify, Prisma's diff always does
+
+
+def _names(node: Any) -> list[str]:
+    return [getattr(n, "sval", str(n)) for n in (node or ())]
+
+
+def is_constant(node: Any) -> bool:
+    """True when a default expression is not volatile (a constant, a cast of one, now() ...): no table rewrite."""
+    if node is None or isinstance(node, ast.A_Const | ast.SQLValueFunction):
+        return True
+    if isinstance(node, ast.TypeCast):
+        return is_constant(node.arg)
+    if isinstance(node, ast.FuncCall):
+        name = _names(node.funcname)[-1].lower()
+        return name in _STABLE_FUNCS and all(is_constant(a) for a in node.args or ())
+    if isinstance(node, ast.A_Expr):
+        return is_constant(node.lexpr) and is_constant(node.rexpr)
+    if isinstance(node, ast.A_ArrayExpr):
+        return all(is_constant(e) for e in node.elements or ())
+    if isinstance(node, ast.BoolExpr):
+        return all(is_constant(a) for a in node.args or ())
+    return False
+
+
+@dataclass
+class _Batch:
+    """What earlier statements of the pending migrations created: objects new in this deploy have no data."""
+
+    new_tables: set[str] = field(default_factory=set)
+    defaults: set[tuple[str, str]] = field(default_factory=set)
+    statements_in: dict[str, int] = field(default_factory=dict)
+
+
+def classify(migrations: Iterable[tuple[str, str]]) -> list[Classified]:
+    """Classify every statement of `migrations` ((name, sql) in apply order).
+
+    A migration.sql the parser rejects yields one INVALID item (at the error's line) and the others go on.
+    """
+    batch = _Batch()
+    parsed: list[tuple[str, list[Statement] | SqlParseError]] = []
+    for name, sql in migrations:
+        try:
+            stmts = split_statements(name, sql)
+        except SqlParseError as exc:
+            parsed.append((name, exc))
+            continue
+        parsed.append((name, stmts))
+        batch.statements_in[name] = len(stmts)
+    out: list[Classified] = []
+    for name, stmts_or_error in parsed:
+        if isinstance(stmts_or_error, SqlParseError):
+            line = int(stmts_or_error.location.rsplit(":", 1)[1])
+            reason = "PostgreSQL's parser rejects it: " + str(stmts_or_error).split(": ", 1)[1]
+            out.append(Classified(Category.INVALID, reason, Statement(name, line, "", None)))
+            continue
+        for stmt in stmts_or_error:
+            out += _classify(stmt, batch)
+    return out
+
+
+def _classify(st: Statement, b: _Batch) -> list[Classified]:
+    n = st.node
+
+    def one(cat: Category, reason: str) -> list[Classified]:
+        return [Classified(cat, reason, st)]
+
+    if isinstance(n, ast.CreateStmt):
+        b.new_tables.add(_key(n.relation))
+        return one(Category.ADDITIVE, f"creates table {rel_name(n.relation)}")
+    if isinstance(n, ast.IndexStmt):
+        return one(*_index(n, st, b))
+    if isinstance(n, ast.AlterTableStmt):
+        if n.objtype != OT.OBJECT_TABLE:
+            return one(Category.REVIEW, "alters a non-table relation (not analysed)")
+        return [Classified(cat, reason, st) for cat, reason in _alter_table(n, b)]
+    if isinstance(n, ast.RenameStmt):
+        return one(*_rename(n))
+    if isinstance(n, ast.DropStmt):
+        return one(*_drop(n, b))
+    if isinstance(n, ast.TruncateStmt):
+        return one(Category.DESTRUCTIVE, "empties " + ", ".join(rel_name(r) for r in n.relations or ()))
+    if isinstance(n, ast.DeleteStmt):
+        return one(Category.DESTRUCTIVE, f"deletes rows of {rel_name(n.relation)}")
+    if isinstance(n, ast.UpdateStmt):
+        return one(Category.REVIEW, f"updates rows of {rel_name(n.relation)} (locks them; an inverse does not undo it)")
+    if isinstance(n, ast.InsertStmt):
+        return one(Category.ADDITIVE, f"inserts rows into {rel_name(n.relation)}")
+    if isinstance(n, ast.AlterEnumStmt):
+        if n.oldVal:
+            return one(Category.DESTRUCTIVE, f"renames enum value {n.oldVal!r}: rows and code using it break")
+        return one(Category.ADDITIVE, f"adds enum value {n.newVal!r}")
+    if isinstance(n, _HARMLESS):
+        return one(Category.ADDITIVE, "no schema change")
+    kind = _CREATES.get(type(n))
+    if kind is not None:
+        return one(Category.ADDITIVE, f"creates a {kind}")
+    if isinstance(n, ast.DoStmt):
+        return one(Category.REVIEW, "DO block: not analysed, read it")
+    return one(Category.REVIEW, f"{type(n).__name__}: not analysed, read it")
+
+
+def _index(n: Any, st: Statement, b: _Batch) -> tuple[Category, str]:
+    table = rel_name(n.relation)
+    if n.concurrent:
+        if b.statements_in.get(st.migration, 1) > 1:
+            return Category.REVIEW, (f"creates an index on {table} CONCURRENTLY, which cannot run inside the "
+                                     "migration's transaction: give it a migration of its own")
+        return Category.ADDITIVE, f"creates an index on {table} concurrently (no write lock)"
+    if _key(n.relation) in b.new_tables:
+        return Category.ADDITIVE, f"creates an index on {table}, a table new in this deploy"
+    index = "a unique index" if n.unique else "an index"
+    return Category.LOCKING, (f"creates {index} on existing table {table} without CONCURRENTLY: writes to it "
+                              "block until the index is built")
+
+
+def _alter_table(n: Any, b: _Batch) -> list[tuple[Category, str]]:
+    table = rel_name(n.relation)
+    key = _key(n.relation)
+    new = key in b.new_tables
+    out: list[tuple[Category, str]] = []
+    for cmd in n.cmds or ():
+        sub = AT(cmd.subtype)
+        col = cmd.name
+        if sub == AT.AT_AddColumn:
+            out.append(_add_column(cmd.def_, table, key, new, b))
+        elif new:
+            if sub == AT.AT_ColumnDefault and cmd.def_ is not None:
+                b.defaults.add((key, col))
+            out.append((Category.ADDITIVE, f"changes {table}, a table new in this deploy"))
+        elif sub == AT.AT_DropColumn:
+            out.append((Category.DESTRUCTIVE, f"drops column {table}.{col}: its data is lost"))
+        elif sub == AT.AT_AlterColumnType:
+            out.append((Category.DESTRUCTIVE, f"changes the type of {table}.{col}: values may fail to convert or "
+                        "lose precision, and the table is rewritten under an exclusive lock"))
+        elif sub == AT.AT_SetNotNull:
+            if (key, col) in b.defaults:
+                out.append((Category.LOCKING, f"sets {table}.{col} NOT NULL (it has a default): scans {table} "
+                            "under an exclusive lock"))
+            else:
+                out.append((Category.DESTRUCTIVE, f"sets {table}.{col} NOT NULL without a default: fails while a "
+                            "row holds NULL, and inserts by the running code that omit it break"))
+        elif sub == AT.AT_DropNotNull:
+            out.append((Category.ADDITIVE, f"allows NULL in {table}.{col}"))
+        elif sub == AT.AT_ColumnDefault:
+            if cmd.def_ is not None:
+                b.defaults.add((key, col))
+            out.append((Category.ADDITIVE, f"{'sets' if cmd.def_ is not None else 'drops'} the default of "
+                        f"{table}.{col}"))
+        elif sub == AT.AT_DropConstraint:
+            out.append((Category.DESTRUCTIVE, f"drops constraint {col} of {table}: what it guaranteed is no "
+                        "longer enforced"))
+        elif sub == AT.AT_AddConstraint:
+            out.append(_add_constraint(cmd.def_, table))
+        elif sub == AT.AT_ValidateConstraint:
+            out.append((Category.ADDITIVE, f"validates constraint {col} of {table} (does not block writes)"))
+        elif sub in (AT.AT_SetLogged, AT.AT_SetUnLogged, AT.AT_SetTableSpace, AT.AT_ClusterOn):
+            out.append((Category.LOCKING, f"rewrites {table} under an exclusive lock"))
+        else:
+            out.append((Category.REVIEW, f"{sub.name} on {table}: not analysed, read it"))
+    return out
+
+
+def _add_column(cd: Any, table: str, key: str, new: bool, b: _Batch) -> tuple[Category, str]:
+    cons = list(cd.constraints or ())
+    kinds = {CT(c.contype) for c in cons}
+    default = next((c.raw_expr for c in cons if c.contype == CT.CONSTR_DEFAULT), None)
+    has_default = CT.CONSTR_DEFAULT in kinds
+    if has_default:
+        b.defaults.add((key, cd.colname))
+    col = f"{table}.{cd.colname}"
+    if new:
+        return Category.ADDITIVE, f"adds column {col} to a table new in this deploy"
+    type_name = _names(cd.typeName.names)[-1].lower() if cd.typeName is not None else ""
+    if type_name in _SERIAL or kinds & {CT.CONSTR_IDENTITY, CT.CONSTR_GENERATED}:
+        return Category.LOCKING, f"adds {col} filled per row (serial/identity/generated): rewrites {table}"
+    if has_default and not is_constant(default):
+        return Category.LOCKING, f"adds {col} with a volatile default: rewrites {table} under an exclusive lock"
+    if (cd.is_not_null or CT.CONSTR_NOTNULL in kinds) and not has_default:
+        return Category.DESTRUCTIVE, (f"adds {col} NOT NULL without a default: fails on a non-empty {table}, "
+                                      "and inserts by the running code break")
+    if kinds & {CT.CONSTR_UNIQUE, CT.CONSTR_PRIMARY, CT.CONSTR_FOREIGN, CT.CONSTR_CHECK}:
+        return Category.LOCKING, f"adds {col} with a constraint that scans or indexes {table} under a lock"
+    what = "with a constant default" if has_default else "nullable"
+    return Category.ADDITIVE, f"adds column {col} ({what}, no rewrite)"
+
+
+def _add_constraint(c: Any, table: str) -> tuple[Category, str]:
+    kind = CT(c.contype)
+    if kind in (CT.CONSTR_FOREIGN, CT.CONSTR_CHECK):
+        if c.skip_validation:
+            return Category.ADDITIVE, f"adds constraint {c.conname} to {table} NOT VALID (no scan)"
+        return Category.LOCKING, f"adds constraint {c.conname} to {table}: scans every row under a lock"
+    if kind in (CT.CONSTR_PRIMARY, CT.CONSTR_UNIQUE) and c.indexname:
+        return Category.ADDITIVE, f"adds constraint {c.conname} to {table} using an existing index"
+    return Category.LOCKING, f"adds constraint {c.conname} to {table}: builds an index under a lock"
+
+
+def _rename(n: Any) -> tuple[Category, str]:
+    kind = OT(n.renameType)
+    if kind == OT.OBJECT_INDEX:
+        return Category.ADDITIVE, f"renames index {rel_name(n.relation)} to {n.newname} (queries unaffected)"
+    if kind == OT.OBJECT_TABCONSTRAINT:
+        return Category.ADDITIVE, f"renames constraint {n.subname} of {rel_name(n.relation)} to {n.newname}"
+    target = rel_name(n.relation) if n.relation is not None else ".".join(_names(getattr(n.object, "names", ())))
+    what = f"column {target}.{n.subname}" if kind == OT.OBJECT_COLUMN else f"{kind.name[7:].lower()} {target}"
+    return Category.DESTRUCTIVE, f"renames {what} to {n.newname}: code using the old name breaks"
+
+
+def _drop(n: Any, b: _Batch) -> tuple[Category, str]:
+    kind = OT(n.removeType)
+    names = [".".join(_names(o)) if isinstance(o, tuple | list) else ".".join(_names(getattr(o, "names", (o,))))
+             for o in n.objects or ()]
+    target = ", ".join(names)
+    if kind == OT.OBJECT_INDEX:
+        if n.concurrent:
+            return Category.ADDITIVE, f"drops index {target} concurrently"
+        return Category.LOCKING, f"drops index {target}: locks its table exclusively while it runs"
+    if kind == OT.OBJECT_TABLE:
+        if all(nm.rsplit(".", 1)[-1] in b.new_tables for nm in names):
+            return Category.ADDITIVE, f"drops table {target}, new in this deploy"
+        return Category.DESTRUCTIVE, f"drops table {target} and its data"
+    label = _DROPPED_KIND.get(kind, kind.name.removeprefix("OBJECT_").lower())
+    return Category.DESTRUCTIVE, f"drops {label} {target}"
+
+
+def findings(migrations: Iterable[tuple[str, str]]) -> list[Finding]:
+    """Findings of every statement (an INVALID finding for a migration.sql that does not parse)."""
+    return [c.finding() for c in classify(migrations)]
+
+
+def is_destructive(found: Iterable[Finding]) -> bool:
+    return any(f.detail.get("category") == Category.DESTRUCTIVE.value for f in found)
