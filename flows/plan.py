@@ -53,10 +53,14 @@ async def render_plan(rt: Runtime, ref: str | None) -> str:
                          f"{cur.version[:12] if cur else '(none)'} → {target}")
     n += 1
     if spec.warmup.requests:
-        lines.append(f"{n}. warm-up: {sum(r.repeat for r in spec.warmup.requests)} request(s)")
+        lines.append(f"{n}. warm-up: {sum(r.repeat for r in spec.warmup.requests)} request(s), "
+                     f"{spec.warmup.concurrency} at a time, budget {spec.warmup.budget_s:g}s")
         n += 1
     if rt.checks:
-        lines.append(f"{n}. validation (parallel): " + ", ".join(f"{s.name} [{s.kind}]" for s, _ in rt.checks))
+        alone = [f"{s.name} [{s.kind}]" for s, _ in rt.checks if s.exclusive]
+        lines.append(f"{n}. validation (parallel): " + ", ".join(f"{s.name} [{s.kind}]" for s, _ in rt.checks
+                                                                if not s.exclusive)
+                     + (f"; then alone: {', '.join(alone)}" if alone else ""))
     rb = spec.rollback
     lines.append("on failure: " + ("rollback subflow: services back to their previous versions in reverse order"
                                    + (", inverse migration" if rb.revert_migrations else "")
