@@ -48,12 +48,11 @@ bench: setup
 	$(PY) bench/run.py
 
 serve: setup
-	$(PY) -m flows.server start --port $(PREFECT_PORT) --db $(PREFECT_DB)
-	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)"
+	$(PY) -m flows.serve start --port $(PREFECT_PORT) --db $(PREFECT_DB)
 
 stop:
 	-$(PY) scripts/demo.py --stop
-	-$(PY) -m flows.server stop --port $(PREFECT_PORT)
+	-$(PY) -m flows.serve stop --port $(PREFECT_PORT)
 
 clean: stop
 	rm -rf .aevon

@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     u = sub.add_parser("unlock", help="free the environment lock held by a crashed run")
     u.add_argument("env")
 
+    a = sub.add_parser("approve", help="answer a deploy waiting at its approval gate (as in the Prefect UI)")
+    a.add_argument("run_id", help="the paused flow run's id (shown in the Prefect UI and the deploy's log)")
+    a.add_argument("--as", dest="approver", required=True, help="your name, as listed in approval.approvers")
+    a.add_argument("--reason", required=True, help="why (recorded in the release ledger)")
+    a.add_argument("--reject", action="store_true", help="reject: the run ends with nothing changed")
+    a.add_argument("--allow-destructive", action="store_true", help="also apply destructive migrations")
+
     db = sub.add_parser("db", help="database backups: list them, restore one (explicit, never automatic)")
     dbsub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     dbl = dbsub.add_parser("backups", help="the latest verified (and failed) backups of an environment")
@@ -128,6 +135,35 @@ async def _history(args: argparse.Namespace, status_only: bool) -> int:
     return 0
 
 
+async def _approve(args: argparse.Namespace) -> int:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.flow_runs import aresume_flow_run
+
+    from deployments.loader import load_spec
+
+    try:
+        run_id = UUID(args.run_id)
+    except ValueError as exc:
+        raise ConfigError(f"not a flow run id: {args.run_id!r}", "RUN_ID") from exc
+    async with get_client() as client:
+        run = await client.read_flow_run(run_id)
+    if run.state is None or not run.state.is_paused():
+        raise ConfigError(f"flow run {run_id} is not waiting for approval (state: {run.state_name})")
+    env = str(run.parameters.get("env") or "prod")  # deploy_prod_flow (deploy-prod) has no `env` parameter
+    spec_dir = run.parameters.get("spec_dir") or args.spec_dir
+    approvers = load_spec(env, Path(spec_dir) if spec_dir else None).approval.approvers
+    if args.approver not in approvers:
+        listed = ", ".join(approvers) or "none"
+        raise ConfigError(f"{args.approver!r} is not an approver of {env} (approvers: {listed})", "--as")
+    decision = {"approve": not args.reject, "approver": args.approver, "reason": args.reason,
+                "allow_destructive": args.allow_destructive}
+    await aresume_flow_run(run_id, run_input=decision)
+    print(f"{'rejected' if args.reject else 'approved'} {env} run {run_id} as {args.approver}: {args.reason}")
+    return 0
+
+
 async def _unlock(args: argparse.Namespace) -> int:
     from flows.locking import force_unlock
 
@@ -171,13 +207,13 @@ def _init_sentry() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `aevon-deploy` console script."""
     args = _parser().parse_args(argv)
-    if hasattr(args, "env") and args.env not in available_environments(args.spec_dir):
+    if getattr(args, "env", None) is not None and args.env not in available_environments(args.spec_dir):
         known = ", ".join(available_environments(args.spec_dir)) or "none"
         print(f"aevon-deploy: unknown environment {args.env!r} (known: {known})", file=sys.stderr)
         return EXIT_REFUSED
     _init_sentry()
     handlers: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
-        "plan": _plan, "deploy": _deploy, "rollback": _rollback, "unlock": _unlock,
+        "plan": _plan, "deploy": _deploy, "rollback": _rollback, "unlock": _unlock, "approve": _approve,
         "history": lambda a: _history(a, False), "status": lambda a: _history(a, True), "db": _db,
     }
     try:

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow
-from prefect.artifacts import acreate_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.client.schemas.objects import State
 from prefect.context import get_run_context
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
 from prefect.states import Completed, Failed
+from pydantic import Field
 
+from flows.approval import ApprovalRejected, approval_summary, wait_for_approval
 from flows.locking import environment_lock
-from flows.report import DeployOutcome, DeployReport, render_markdown
+from flows.report import ApprovalRecord, DeployOutcome, DeployReport, render_markdown
 from flows.rollback import ACTIVE, rollback_flow, undo_release
 from flows.runtime import Runtime, build_runtime
 from providers.checks.base import CheckInput
@@ -76,6 +80,28 @@ async def deploy_flow(
     Returns:
         A Completed state carrying the DeployReport, or a Failed state carrying it when the run did not succeed.
     """
+    return await run_deploy(env, ref, allow_destructive, spec_dir)
+
+
+ReleaseTag = Annotated[str, Field(pattern=r"^v\d+\.\d+\.\d+$", description="a release tag such as v1.4.0")]
+
+
+@flow(name="deploy-prod", flow_run_name="deploy-prod-{ref}")
+async def deploy_prod_flow(
+    ref: ReleaseTag, allow_destructive: bool = False, spec_dir: str | None = None
+) -> State[DeployReport]:
+    """Deploy a release tag to production: the approval gate, staging evidence and release rules of prod.yaml.
+
+    Args:
+        ref: a release tag such as v1.4.0 (the deployment's parameter schema refuses anything else).
+        allow_destructive: apply migrations classified destructive (the approver can also allow it).
+        spec_dir: folder of the environment specs (default: the project's deployments/).
+    """
+    return await run_deploy("prod", ref, allow_destructive, spec_dir)
+
+
+async def run_deploy(env: str, ref: str, allow_destructive: bool, spec_dir: str | None) -> State[DeployReport]:
+    """The body of both deploy flows: everything after the flow run has started."""
     flow_run_id = _flow_run_id()
     report = DeployReport(env=env, ref=ref, flow_run_id=flow_run_id)
     rt: Runtime | None = None
@@ -86,7 +112,7 @@ async def deploy_flow(
             rt = build_runtime(env, Path(spec_dir) if spec_dir else None)
         ledger = await Ledger.connect(rt.settings.state_db_url)
         ACTIVE[env] = rt
-        async with environment_lock(env, rt.settings.lock_lease_s):
+        async with environment_lock(env, rt.settings.lock_lease_s, _holder(ledger, env)):
             await _compensate(rt, ledger, report)
             await _run(rt, ledger, report, flow_run_id, allow_destructive, spec_dir)
     except (Refused, ConfigError) as exc:
@@ -100,6 +126,17 @@ async def deploy_flow(
     return await _finish(report, ledger)
 
 
+def _holder(ledger: Ledger, env: str) -> Callable[[], Awaitable[str]]:
+    async def describe() -> str:
+        runs = await ledger.unfinished(env)
+        if not runs:
+            return ""
+        r = runs[-1]
+        return f" (release {r.release_id}, {r.ref} @ {r.sha[:12]}, flow run {r.flow_run_id})"
+
+    return describe
+
+
 async def _finish(report: DeployReport, ledger: Ledger | None) -> State[DeployReport]:
     report.finished_at = utcnow()
     if ledger is not None:
@@ -109,6 +146,15 @@ async def _finish(report: DeployReport, ledger: Ledger | None) -> State[DeployRe
         await ledger.close()
     markdown = render_markdown(report)
     await acreate_markdown_artifact(markdown=markdown, key=f"deploy-{report.env}", description=f"deploy {report.env}")
+    results = [*report.gates, *report.checks]
+    if results:
+        await acreate_table_artifact(
+            key=f"checks-{report.env}", description=f"gates and validation checks of {report.release_id}",
+            table=[{"check": r.name, "kind": r.kind, "outcome": r.outcome.value, "attempts": r.attempts,
+                    "seconds": round(r.duration_s, 2), "summary": r.summary[:300],
+                    "findings": len(r.findings), **{k: v for k, v in list(r.metrics.items())[:8]}}
+                   for r in results],
+        )
     emit_event(
         event=EVENTS.get(report.outcome, "aevon.deploy.failed"),
         resource={"prefect.resource.id": f"aevon.environment.{report.env}", "aevon.outcome": report.outcome.value},
@@ -149,16 +195,19 @@ async def _run(
             raise Refused(f"commit {release.short_sha} has not passed validation in staging")
     checkout = Path(str(release.checkout_dir))
     await _gates(rt, report, release, checkout)
+    if spec.approval.required:
+        allow_destructive = await _approve(rt, ledger, report, release) or allow_destructive
     try:
         await _database(rt, ledger, report, release, checkout, allow_destructive or bool(spec.database and
                                                                                          spec.database.allow_destructive))
         await _services(rt, ledger, report, release)
         services = await _current(rt)
-        with report.step("warm-up") as st:
-            report.warmup = await warm_up(spec.warmup, ref(services))
-            w = report.warmup
-            st.detail = f"{int(w.get('requests', 0))} requests, {int(w.get('failed', 0))} failed" + (
-                f", cold {w['cold_ms_max']:.0f} ms → warm {w['warm_p50_ms']:.0f} ms" if "warm_p50_ms" in w else "")
+        if spec.warmup.requests:
+            with report.step("warm-up") as st:
+                report.warmup = await warm_up(spec.warmup, ref(services))
+                w = report.warmup
+                st.detail = f"{int(w.get('requests', 0))} requests, {int(w.get('failed', 0))} failed" + (
+                    f", cold {w['cold_ms_max']:.0f} ms → warm {w['warm_p50_ms']:.0f} ms" if "warm_p50_ms" in w else "")
         await _validate(rt, report, release, services, checkout)
     except NeedsRollback as exc:
         await _rollback(rt, report, release, str(exc), spec_dir)
@@ -192,6 +241,29 @@ async def _gates(rt: Runtime, report: DeployReport, release: Release, checkout: 
         if failed:
             st.outcome = "failed"
             raise Refused("gates failed: " + "; ".join(f"{r.name}: {r.summary}" for r in failed))
+
+
+async def _approve(rt: Runtime, ledger: Ledger, report: DeployReport, release: Release) -> bool:
+    """The approval gate; the environment lock stays held while the run waits. Returns allow_destructive."""
+    with report.step("approval") as st:
+        t0 = time.monotonic()
+        description = await approval_summary(rt, ledger, release, await _current(rt))
+        try:
+            answer = await wait_for_approval(rt, description)
+        except ApprovalRejected as exc:
+            report.approval = ApprovalRecord(decision="timed out", waited_s=time.monotonic() - t0)
+            st.outcome = "timed out"
+            raise Refused(str(exc)) from exc
+        decision = "approved" if answer.approve else "rejected"
+        report.approval = ApprovalRecord(
+            decision=decision, approver=answer.approver.strip(), reason=answer.reason.strip(),
+            allow_destructive=answer.allow_destructive, waited_s=time.monotonic() - t0,
+        )
+        await ledger.record_approval(release.release_id, f"{answer.approver.strip()}", f"{decision}: {answer.reason}")
+        st.outcome, st.detail = decision, f"by {answer.approver.strip()}"
+        if not answer.approve:
+            raise Refused(f"rejected by {answer.approver.strip()}: {answer.reason.strip()}; nothing was changed")
+        return answer.allow_destructive
 
 
 async def _database(

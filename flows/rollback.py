@@ -10,6 +10,7 @@ from prefect import flow
 from flows.report import RollbackReport
 from flows.runtime import Runtime, build_runtime
 from providers.checks.base import CheckInput
+from providers.errors import AevonError
 from providers.ledger import DONE, INTENT, UNDONE, JournalEntry, Ledger
 from providers.models import DeployStatus, Release, ServiceVersion
 from tasks.checks import blocks, run_check
@@ -141,7 +142,11 @@ async def _undo_migration(rt: Runtime, ledger: Ledger, entry: JournalEntry, repo
 async def _recheck(rt: Runtime, release_id: str, report: RollbackReport) -> None:
     services: dict[str, ServiceVersion] = {}
     for name, target in rt.targets.items():
-        cur = await target.current()
+        try:
+            cur = await target.current()
+        except AevonError as exc:
+            report.notes.append(f"health re-check: cannot read {name}: {exc}")
+            continue
         if cur is not None:
             services[name] = cur
     probe = Release(release_id=release_id, env=rt.spec.environment, ref="rollback", sha="0" * 40)
