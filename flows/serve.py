@@ -37,8 +37,10 @@ async def prepare(pool: str) -> list[str]:
 
 def deploy_all(env: dict[str, str]) -> None:
     """`prefect --no-prompt deploy --all` for prefect.yaml, with AEVON_HOME pointing at this checkout."""
-    subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=ROOT, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    out = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"prefect deploy --all failed:\n{(out.stdout + out.stderr)[-3000:]}")
 
 
 def start_worker(env: dict[str, str], pool: str, home: Path) -> int:
@@ -65,7 +67,10 @@ def serve(port: int, db: str, home: Path, pool: str = POOL) -> dict[str, int]:
     pids["server"] = int(server_pid.read_text()) if server_pid.exists() else 0
     env = {**os.environ, "PREFECT_API_URL": api, "AEVON_HOME": str(ROOT), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     os.environ["PREFECT_API_URL"] = api
-    asyncio.run(prepare(pool))
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api}):  # this process may have loaded its settings already
+        asyncio.run(prepare(pool))
     deploy_all(env)
     worker_pid = home / "worker.pid"
     if worker_pid.exists():

@@ -89,6 +89,7 @@ def stop_pid(pid: int, grace: float = 10) -> None:
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
+        _reap(pid)
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
@@ -97,6 +98,14 @@ def stop_pid(pid: int, grace: float = 10) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
+        pass
+
+
+def _reap(pid: int) -> None:
+    """Collect `pid` if it is our exited child (a zombie still answers signal 0)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
         pass
 
 
