@@ -27,6 +27,12 @@ class AevonSettings(BaseSettings):
     lock_lease_s: float = Field(default=60.0, ge=60.0, description="environment lock lease (a crashed holder's slot)")
 
 
+class _SecretsBase(BaseSettings):
+    """Secrets by their exact names; other variables of the environment or the .env file are ignored."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
+
+
 def needed_secrets(spec: EnvironmentSpec) -> dict[str, str]:
     """secret name -> the first spec field that needs it (for error messages)."""
     out: dict[str, str] = {}
@@ -66,13 +72,8 @@ def resolve_secrets(spec: EnvironmentSpec, spec_file: Path, env_file_dir: Path |
         return {}
     env_file = (env_file_dir or Path.cwd()) / f".env.{spec.environment}"
     fields: dict[str, object] = {name: (SecretStr | None, None) for name in needed}
-    model = create_model(  # type: ignore[call-overload]
-        "EnvSecrets",
-        __base__=BaseSettings,
-        **fields,
-    )
-    model.model_config = SettingsConfigDict(env_file=str(env_file), extra="ignore", case_sensitive=True)
-    loaded = model()
+    model = create_model("EnvSecrets", __base__=_SecretsBase, **fields)  # type: ignore[call-overload]
+    loaded = model(_env_file=str(env_file))
     out: dict[str, SecretStr] = {}
     for name, where in needed.items():
         value = getattr(loaded, name) or _from_prefect_block(name)

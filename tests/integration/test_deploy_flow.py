@@ -81,8 +81,9 @@ async def test_deploy_then_failed_validation_rolls_back(dev_env: Any, sample_rep
     broken = await deploy(spec_dir, "v3-broken")
     assert broken.outcome == DeployOutcome.ROLLED_BACK
     assert broken.exit_code == 4
-    failed = [c for c in broken.checks if c.outcome != "PASSED"]
-    assert [c.name for c in failed] == ["api-health"]
+    failed = {c.name: c for c in broken.checks if c.outcome != "PASSED"}
+    assert "api-health" in failed and "GET /health answered 503" in failed["api-health"].summary
+    assert "web-health" not in failed  # the web role is healthy: only the api's health is broken in v3
     assert broken.rollback is not None and broken.rollback.ok
     # services went back in reverse order of their layers: web first, then api
     assert [s.service for s in broken.rollback.services] == ["web", "api"]

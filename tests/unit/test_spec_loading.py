@@ -115,7 +115,7 @@ def test_secret_from_env_file_is_a_secretstr(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("AEVON_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("APP_TOKEN", raising=False)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / ".env.dev").write_text("APP_TOKEN=hunter2-very-secret\n")
+    (tmp_path / ".env.dev").write_text("UNRELATED=1\nAPP_TOKEN=hunter2-very-secret\n")
     write(tmp_path, "dev", minimal(services=[{"name": "api", "provider": "memory", "secrets": {"token": "APP_TOKEN"}}]))
     rt = build_runtime("dev", tmp_path)
     assert rt.secrets["APP_TOKEN"].get_secret_value() == "hunter2-very-secret"
