@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -14,7 +13,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from providers.errors import ConfigError, PermanentError, TransientError
-from providers.http import VendorClient, raise_for_vendor, retry_after_seconds
+from providers.http import VendorClient, is_loopback_host, raise_for_vendor, retry_after_seconds
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
@@ -48,20 +47,12 @@ class GitHubSettings(BaseModel):
     @classmethod
     def _api_url(cls, v: str) -> str:
         url = httpx.URL(v)
-        if url.scheme == "http" and not _is_loopback(url.host):
+        if url.scheme == "http" and not is_loopback_host(url.host):
             raise ValueError("must be https (plain http only on a loopback address)")
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("must be an http(s) URL")
         return v.rstrip("/")
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def repository_of(settings: GitHubSettings, source_repo: str, location: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -16,9 +17,23 @@ from providers.models import utcnow
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and addresses in 127.0.0.0/8 or ::1."""
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def retry_after_seconds(resp: httpx.Response) -> float | None:
     """The wait the vendor asked for (Retry-After seconds or HTTP date), if any."""
-    value = resp.headers.get("retry-after")
+    return parse_retry_after(resp.headers.get("retry-after"))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """A Retry-After header value (seconds or an HTTP date) as seconds from now."""
     if not value:
         return None
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import re
 import time
@@ -19,6 +18,7 @@ from providers.checks.base import CheckContext, CheckInput, service_url
 from providers.checks.dast_passive import PassiveSettings, passive_scan
 from providers.checks.dast_scan import DastFinding, WapitiRun, WapitiSettings, merge, scan
 from providers.config import parse_settings
+from providers.http import is_loopback_host
 from providers.models import CheckResult, Finding, Outcome, Severity
 
 
@@ -58,15 +58,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower() or "x"
 
 
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _finding(f: DastFinding, status: str) -> Finding:
     word = {"new": "NEW", "unchanged": "known"}[status]
     return Finding(
@@ -98,7 +89,7 @@ class DastCheck:
         start = time.monotonic()
         base = service_url(self.spec, inp, self.settings.url)
         host = urlsplit(base).hostname or ""
-        if not self.settings.allow_remote and not _is_loopback(host):
+        if not self.settings.allow_remote and not is_loopback_host(host):
             return self._result(Outcome.ERROR, f"refusing to scan {host!r}: not a loopback address "
                                 "(set allow_remote: true to scan it)", start)
         out_dir = self.artifacts_root / slug(inp.release.release_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import os
 import sys
@@ -18,6 +17,7 @@ from providers.baselines import BaselineStore
 from providers.checks.base import CheckContext, CheckInput
 from providers.config import parse_settings
 from providers.errors import ConfigError, PermanentError
+from providers.http import is_loopback_host
 from providers.models import CheckResult, Finding, Outcome, Severity
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,14 +100,7 @@ def is_loopback_url(url: str) -> bool:
     """True for http(s) URLs on 127.0.0.0/8, ::1 or localhost: the only targets load is ever sent to."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    if parts.scheme not in ("http", "https") or not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return parts.scheme in ("http", "https") and bool(host) and is_loopback_host(host)
 
 
 def judge(

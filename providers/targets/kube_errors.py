@@ -6,30 +6,16 @@ import asyncio
 import json
 import random
 from collections.abc import Awaitable, Callable
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
 from providers.errors import AevonError, PermanentError, TransientError
-from providers.models import utcnow
+from providers.http import TRANSIENT_STATUS, parse_retry_after
 
 T = TypeVar("T")
 
-TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, (parsedate_to_datetime(value) - utcnow()).total_seconds())
-        except (TypeError, ValueError):
-            return None
 
 
 def _status_message(body: Any) -> tuple[str, str, float | None]:
@@ -55,7 +41,7 @@ def translate_kube(exc: BaseException, *, provider: str, resource: str, op: str)
         status = int(exc.status or 0)
         reason, message, retry_body = _status_message(exc.body)
         headers = exc.headers or {}
-        retry = _retry_after(headers.get("Retry-After") if hasattr(headers, "get") else None)
+        retry = parse_retry_after(headers.get("Retry-After") if hasattr(headers, "get") else None)
         if retry is None and retry_body is not None:
             retry = float(retry_body)
         text = f"HTTP {status} {reason or exc.reason or ''} on {op}: {message or 'no message'}".replace("  ", " ")
@@ -85,7 +71,7 @@ def translate_google(exc: BaseException, *, provider: str, resource: str, op: st
     if isinstance(exc, gexc.GoogleAPICallError):
         code = int(exc.code or 0)
         response = getattr(exc, "response", None)
-        retry = _retry_after(response.headers.get("Retry-After")) if response is not None else None
+        retry = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
         text = f"HTTP {code} on {op}: {exc.message}"[:400]
         if code in TRANSIENT_STATUS:
             return TransientError(text, provider=provider, resource=resource, retry_after=retry)
