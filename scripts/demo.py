@@ -1,19 +1,27 @@
-"""`make demo`: deploy the sample app to dev as v1, then v2, then the broken v3, which rolls itself back to v2."""
+"""`make demo`: monitoring up, then the sample app deployed to dev as v1, v2 and the broken v3 (rolled back to v2)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
+import yaml
+from dotenv import dotenv_values
+
+from deployments.monitoring.stack import start_detached, start_local, stop_detached, stop_local
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".aevon"
+MONITORING = STATE / "monitoring"  # pid files, logs, Prometheus's config and data
+BLACKBOX_PORT = 8112  # the exporter Prometheus probes the api through (the other ports are dev.yaml's)
 REPO = STATE / "sample-repo"
 DB_NAME = "aevon_dev"
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -39,6 +47,54 @@ async def stop_services() -> None:
             await stop_all(d, service)
 
 
+def ensure_env_file(path: Path, defaults: dict[str, str]) -> dict[str, str]:
+    """Add the keys of `defaults` that `path` lacks (the file is created when missing); return the file's values."""
+    have = {k: v for k, v in dotenv_values(path).items() if v} if path.exists() else {}
+    missing = {k: v for k, v in defaults.items() if k not in have}
+    if missing:
+        text = path.read_text() if path.exists() else ""
+        lines = "".join(f"{k}={v}\n" for k, v in missing.items())
+        path.write_text(text + ("\n" if text and not text.endswith("\n") else "") + lines)
+        path.chmod(0o600)
+        print(f"{path.name}: added {', '.join(missing)}")
+    return {**have, **missing}
+
+
+def monitoring_targets() -> dict[str, int | str]:
+    """Where dev.yaml's monitoring checks look (their URLs' ports) and what Prometheus probes (the api's /status)."""
+    spec = yaml.safe_load((ROOT / "deployments" / "dev.yaml").read_text())
+    out: dict[str, int | str] = {}
+    for check in spec["validation"]["checks"]:
+        if check["kind"] in ("sentry", "prometheus"):
+            out[check["kind"]] = urlsplit(check["settings"]["url"]).port or 80
+    api = next(s for s in spec["services"] if s["name"] == "api")
+    out["probe_url"] = f"http://127.0.0.1:{api['settings']['port']}/status"
+    return out
+
+
+def start_monitoring(token: str) -> list[str]:
+    """The Sentry stand-in and Prometheus (+ blackbox exporter) that dev.yaml's checks watch, detached."""
+    stop_monitoring()
+    targets, started = monitoring_targets(), []
+    if isinstance(port := targets.get("sentry"), int):
+        log = MONITORING / "sentry.log"
+        log.unlink(missing_ok=True)
+        argv = [sys.executable, "-m", "tests.fakes.sentry", "--port", str(port)]
+        start_detached(argv, MONITORING / "sentry.pid", log, f"http://127.0.0.1:{port}/api/0/",
+                       env={**os.environ, "SENTRY_AUTH_TOKEN": token}, cwd=ROOT)
+        started.append(f"Sentry stand-in http://127.0.0.1:{port}")
+    if isinstance(port := targets.get("prometheus"), int):
+        url = start_local(MONITORING, prometheus_port=port, blackbox_port=BLACKBOX_PORT,
+                          probe_url=str(targets["probe_url"]))
+        started.append(f"Prometheus {url}")
+    return started
+
+
+def stop_monitoring() -> list[str]:
+    """Stop what start_monitoring started (pid files under .aevon/monitoring); the names of those running."""
+    return stop_local(MONITORING) + (["sentry"] if stop_detached(MONITORING / "sentry.pid") else [])
+
+
 def deploy(ref: str, env: dict[str, str]) -> int:
     print(f"\n$ aevon-deploy deploy dev --ref {ref}", flush=True)
     cli = str(ROOT / ".venv" / "bin" / "aevon-deploy")
@@ -50,18 +106,22 @@ def main() -> int:
     ap.add_argument("--stop", action="store_true", help="stop the demo's services and exit")
     args = ap.parse_args()
     asyncio.run(stop_services())
+    stopped = stop_monitoring()
     if args.stop:
-        print("demo services stopped")
+        print("demo services stopped" + (f" (monitoring: {', '.join(stopped)})" if stopped else ""))
         return 0
     subprocess.run([sys.executable, str(ROOT / "examples" / "sample-app" / "make_repo.py"), str(REPO)], check=True)
     asyncio.run(reset_database())
     env = dict(os.environ)
     env.setdefault("DATABASE_URL", f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}")
-    env_file = ROOT / ".env.dev"  # so that deploy-dev runs from the Prefect UI (`make serve`) find the database too
-    if not env_file.exists():
-        env_file.write_text(f"DATABASE_URL={env['DATABASE_URL']}\n")
-        env_file.chmod(0o600)
+    # .env.dev: so that deploy-dev runs from the Prefect UI (`make serve`) find the database and the stand-in's token
+    token = "sntrys_demo_" + secrets.token_urlsafe(24)
+    values = ensure_env_file(ROOT / ".env.dev", {"DATABASE_URL": env["DATABASE_URL"], "SENTRY_AUTH_TOKEN": token})
+    env["SENTRY_AUTH_TOKEN"] = values["SENTRY_AUTH_TOKEN"]  # the one the stand-in accepts, whatever the shell has
     env.setdefault("AEVON_STATE_DIR", str(STATE))
+    monitoring = start_monitoring(env["SENTRY_AUTH_TOKEN"])
+    if monitoring:
+        print("monitoring up: " + ", ".join(monitoring), flush=True)
     outcomes = [(ref, deploy(ref, env)) for ref in ("v1", "v2", "v3-broken")]
     status = httpx.get("http://127.0.0.1:8101/status", timeout=5).json()
     print("\n=== demo summary ===")
@@ -69,6 +129,8 @@ def main() -> int:
         print(f"  {ref:10} exit {code}: {NAMES.get(code, 'unexpected')}")
     print(f"  serving now: api {status.get('version')} ({str(status.get('sha'))[:12]}) on http://127.0.0.1:8101,"
           " web on http://127.0.0.1:8102")
+    if monitoring:
+        print(f"  monitoring: {', '.join(monitoring)}")
     print(f"  Prefect UI: {env.get('PREFECT_API_URL', '').removesuffix('/api')}  |  stop everything: make stop")
     git = ["git", "-C", str(REPO), "rev-parse", "v2^{commit}"]
     v2 = subprocess.run(git, capture_output=True, text=True, check=True)

@@ -95,7 +95,8 @@ class FakeServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> FakeServer:
+    def start(self, port: int = 0) -> FakeServer:
+        """Serve on 127.0.0.1:`port` (0: a free one) in a daemon thread."""
         fake = self
 
         class _H(BaseHTTPRequestHandler):
@@ -109,7 +110,7 @@ class FakeServer:
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _H)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _H)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()

@@ -20,13 +20,19 @@ Shaped like the documented API (paths, fields, status codes, `{"detail": ...}` e
   when it carries an exception, else ``default``), so events sent by sentry-sdk are counted by events-stats.
 
 Auth: web API calls need ``Authorization: Bearer <token>`` (401 ``{"detail": "Invalid token"}`` otherwise).
+
+As a process (the local Sentry of ``make demo``): ``python -m tests.fakes.sentry --port N``, the API token from
+``$SENTRY_AUTH_TOKEN``; state in memory, gone when it stops.
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
+import os
 import re
+import sys
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -299,3 +305,29 @@ def _stored(project: int, ev: dict[str, Any]) -> StoredEvent:
     kind = "error" if (ev.get("exception") or {}).get("values") else "default"
     return StoredEvent(project, when, kind, str(ev.get("level") or "error"), ev.get("release"),
                        ev.get("environment"), ev)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the fake on 127.0.0.1 until stopped; the token comes from the environment, never from the arguments."""
+    ap = argparse.ArgumentParser(prog="python -m tests.fakes.sentry", description=main.__doc__)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--org", default="aevon")
+    args = ap.parse_args(argv)
+    token = os.environ.get("SENTRY_AUTH_TOKEN", "")
+    if not token:
+        ap.error("SENTRY_AUTH_TOKEN is not set (the API token the fake accepts)")
+    fake = FakeSentry(org=args.org, tokens=[token]).start(port=args.port)
+    projects = ", ".join(f"{pid}={slug}" for pid, slug in fake.projects.items())
+    print(f"Sentry stand-in on {fake.url}: org {fake.org}, projects {projects}, DSN of project 1: {fake.dsn(1)}",
+          flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

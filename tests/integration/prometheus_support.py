@@ -1,9 +1,11 @@
 """Real Prometheus and blackbox exporter (Debian packages) on free loopback ports, configured in a temp folder.
 
-The blackbox exporter probes the app (`http_2xx` on a URL); Prometheus scrapes it every second with a `service`
-label, scrapes itself, and evaluates the rules every second (`--rules.alert.resend-delay=1s`). The rules: the
-app's /status is slow (`AevonApiSlow`, fires on the bad-slow version), the app is down for a minute
-(`AevonApiDown`, never fires in a test) and, on request, a rule that fails to evaluate (`AevonBrokenRule`).
+The config is the demo's (deployments/monitoring/stack.py): the blackbox exporter probes the app (`http_2xx` on a
+URL); Prometheus scrapes it every second with a `service` label, scrapes itself, and evaluates the dev rules of
+deployments/monitoring/dev-rules.yml every second (`--rules.alert.resend-delay=1s`): the app's /status is slow
+(`AevonApiSlow`, fires on the bad-slow version), the app is down for a minute (`AevonApiDown`, never fires in a
+test), the app answers (`AevonApiProbed`, a warning) and, on request, a rule that fails to evaluate
+(`AevonBrokenRule`).
 """
 
 from __future__ import annotations
@@ -13,35 +15,14 @@ import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
-import yaml
 
+from deployments.monitoring.stack import blackbox_argv, prometheus_argv, write_config
 from tests.conftest import free_port
 
-PROMETHEUS = "/usr/bin/prometheus"
-BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
 SETUP = Path(__file__).resolve().parents[2] / "scripts" / "ensure-prometheus.sh"
 
-SLOW_RULE = {
-    "alert": "AevonApiSlow",
-    "expr": 'avg_over_time(probe_duration_seconds{service="api"}[3s]) > 0.25',
-    "labels": {"severity": "critical"},
-    "annotations": {"summary": "api /status answers in {{ $value | humanizeDuration }} on average"},
-}
-DOWN_RULE = {
-    "alert": "AevonApiDown",
-    "expr": 'probe_success{service="api"} == 0',
-    "for": "1m",
-    "labels": {"severity": "critical"},
-    "annotations": {"summary": "api has failed its probe for a minute"},
-}
-WARNING_RULE = {  # fires whenever the api answers at all: a warning, which must never block a release
-    "alert": "AevonApiProbed",
-    "expr": 'probe_success{service="api"} == 1',
-    "labels": {"severity": "warning"},
-}
 # Valid PromQL that fails at every evaluation (the regex is compiled at run time): health `err`.
 BROKEN_RULE = {"alert": "AevonBrokenRule", "expr": 'label_replace(vector(1), "x", "$1", "y", "(")',
                "labels": {"severity": "critical"}}
@@ -88,27 +69,10 @@ async def _process(argv: list[str], log: Path, ready_url: str) -> AsyncIterator[
 @asynccontextmanager
 async def prometheus(tmp: Path, probe_url: str, *, broken_rule: bool = False) -> AsyncIterator[str]:
     """Blackbox exporter probing `probe_url` as service `api`, and Prometheus over it; yields Prometheus's URL."""
-    tmp.mkdir(parents=True, exist_ok=True)
     bb_port, prom_port = free_port(), free_port()
-    (tmp / "blackbox.yml").write_text(yaml.safe_dump(
-        {"modules": {"http_2xx": {"prober": "http", "timeout": "5s",
-                                  "http": {"preferred_ip_protocol": "ip4", "valid_status_codes": [200]}}}}))
-    rules: list[dict[str, Any]] = [SLOW_RULE, DOWN_RULE, WARNING_RULE] + ([BROKEN_RULE] if broken_rule else [])
-    (tmp / "rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "aevon", "interval": "1s", "rules": rules}]}))
-    (tmp / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
-        "rule_files": [str(tmp / "rules.yml")],
-        "scrape_configs": [
-            {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{prom_port}"]}]},
-            {"job_name": "probe-api", "metrics_path": "/probe", "params": {"module": ["http_2xx"],
-                                                                        "target": [probe_url]},
-             "static_configs": [{"targets": [f"127.0.0.1:{bb_port}"], "labels": {"service": "api"}}]},
-        ],
-    }))
-    bb = [BLACKBOX, f"--config.file={tmp / 'blackbox.yml'}", f"--web.listen-address=127.0.0.1:{bb_port}"]
-    prom = [PROMETHEUS, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}", "--rules.alert.resend-delay=1s",
-            f"--web.console.templates={tmp}", f"--web.console.libraries={tmp}"]
+    write_config(tmp, prometheus_port=prom_port, blackbox_port=bb_port, probe_url=probe_url,
+                 extra_rules=[BROKEN_RULE] if broken_rule else None)
+    bb, prom = blackbox_argv(tmp, bb_port), prometheus_argv(tmp, prom_port)
     url = f"http://127.0.0.1:{prom_port}"
     async with _process(bb, tmp / "blackbox.log", f"http://127.0.0.1:{bb_port}/metrics"), \
             _process(prom, tmp / "prometheus.log", f"{url}/-/ready"):
