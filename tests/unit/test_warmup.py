@@ -77,7 +77,8 @@ async def test_cold_then_warm_figures_and_round_robin(svc: ColdService) -> None:
     ]), services(svc))
     assert figures["requests"] == 6 and figures["failed"] == 0 and figures["skipped"] == 0
     assert figures["cold_ms_max"] >= 300 and "warm_p50_ms" in figures  # the cold calls are the ones measured first
-    assert svc.order[:2] == ["/status", "/tasks"]  # every first call before any repeat
+    # every first call before any repeat (the first two run concurrently: their arrival order is not fixed)
+    assert set(svc.order[:2]) == {"/status", "/tasks"}
     assert svc.max_in_flight <= 2
 
 
