@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +13,15 @@ from flows.deploy import deploy_flow, report_of
 from flows.report import DeployOutcome, DeployReport
 from providers.targets.memory import _WORLDS
 from tests.integration.envs import memory_spec, write_spec
+from tests.integration.flow_env import release_repo
+from tests.integration.flow_env import rev as sha
 
 pytestmark = pytest.mark.usefixtures("prefect_api", "ledger_url", "state_dir")
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    r = tmp_path / "repo"
-    git = ["git", "-C", str(r), "-c", "user.name=t", "-c", "user.email=t@aevon.dev"]
-    subprocess.run(["git", "init", "-q", str(r)], check=True)
-    for tag in ("v1", "v2"):
-        (r / "VERSION").write_text(tag)
-        subprocess.run([*git, "add", "VERSION"], check=True)
-        subprocess.run([*git, "commit", "-qm", tag], check=True)
-        subprocess.run([*git, "tag", tag], check=True)
-    return r
-
-
-def sha(repo: Path, ref: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "rev-parse", f"{ref}^{{commit}}"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    return release_repo(tmp_path / "repo")
 
 
 async def deploy(spec_dir: Path, ref: str, env: str = "dev", **kw: Any) -> DeployReport:
