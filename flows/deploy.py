@@ -113,17 +113,40 @@ async def run_deploy(env: str, ref: str, allow_destructive: bool, spec_dir: str 
         ledger = await Ledger.connect(rt.settings.state_db_url)
         ACTIVE[env] = rt
         async with environment_lock(env, rt.settings.lock_lease_s, _holder(ledger, env)):
-            await _compensate(rt, ledger, report)
-            await _run(rt, ledger, report, flow_run_id, allow_destructive, spec_dir)
-    except (Refused, ConfigError) as exc:
-        report.outcome, report.error = DeployOutcome.REFUSED, str(exc)
+            finished = True
+            try:
+                await _compensate(rt, ledger, report)
+                await _run(rt, ledger, report, flow_run_id, allow_destructive, spec_dir)
+            except AevonError as exc:
+                _classify(report, exc)
+            except BaseException:  # a crash: left `running`, so the next run compensates it from its journal
+                finished = False
+                raise
+            finally:  # inside the lock: the next run must never see a finished run as unfinished
+                if finished:
+                    await _record(report, ledger)
     except AevonError as exc:
-        report.outcome, report.error = DeployOutcome.FAILED, describe_error(exc)
+        _classify(report, exc)
     finally:
         ACTIVE.pop(env, None)
         if rt is not None:
             await rt.aclose()
-    return await _finish(report, ledger)
+        if ledger is not None:
+            await ledger.close()
+    return await _finish(report)
+
+
+def _classify(report: DeployReport, exc: AevonError) -> None:
+    if isinstance(exc, Refused | ConfigError):
+        report.outcome, report.error = DeployOutcome.REFUSED, str(exc)
+    else:
+        report.outcome, report.error = DeployOutcome.FAILED, describe_error(exc)
+
+
+async def _record(report: DeployReport, ledger: Ledger) -> None:
+    report.finished_at = utcnow()
+    if report.release_id:
+        await ledger.finish_release(report.release_id, LEDGER_STATUS[report.outcome], report.model_dump(mode="json"))
 
 
 def _holder(ledger: Ledger, env: str) -> Callable[[], Awaitable[str]]:
@@ -137,13 +160,8 @@ def _holder(ledger: Ledger, env: str) -> Callable[[], Awaitable[str]]:
     return describe
 
 
-async def _finish(report: DeployReport, ledger: Ledger | None) -> State[DeployReport]:
-    report.finished_at = utcnow()
-    if ledger is not None:
-        if report.release_id:
-            status = LEDGER_STATUS[report.outcome]
-            await ledger.finish_release(report.release_id, status, report.model_dump(mode="json"))
-        await ledger.close()
+async def _finish(report: DeployReport) -> State[DeployReport]:
+    report.finished_at = report.finished_at or utcnow()
     markdown = render_markdown(report)
     await acreate_markdown_artifact(markdown=markdown, key=f"deploy-{report.env}", description=f"deploy {report.env}")
     results = [*report.gates, *report.checks]

@@ -42,6 +42,9 @@ async def test_two_deploys_to_one_environment_run_one_after_the_other(
     assert "is locked by another deploy" in caplog.text and "waiting for lock deploy-dev" in caplog.text
     # both ran, in order: the later run saw the earlier run's version as "before"
     assert second.services[0].before == first.sha
+    # the first run was recorded finished before it let go of the lock: the second never took it for a crashed
+    # run to compensate
+    assert first.compensated == [] and second.compensated == []
 
 
 async def test_layers_deploy_in_order_and_roll_back_in_reverse(repo: Path, tmp_path: Path) -> None:
