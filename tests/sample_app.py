@@ -44,6 +44,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def stop_process(proc: asyncio.subprocess.Process, grace_s: float = 10) -> None:
+    """SIGTERM, then SIGKILL after `grace_s`; reaps the process."""
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), grace_s)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
 @asynccontextmanager
 async def run_app(
     checkout_dir: Path, role: str, env: dict[str, str], *, log: Path, timeout_s: float = 20.0
@@ -71,10 +82,4 @@ async def run_app(
                     await asyncio.sleep(0.1)
         yield url
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_process(proc)

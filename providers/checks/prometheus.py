@@ -10,8 +10,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from providers.checks.base import CheckContext, CheckInput
-from providers.config import parse_settings
-from providers.errors import ConfigError, PermanentError
+from providers.config import parse_settings, require_timeout
+from providers.errors import PermanentError
 from providers.http import VendorClient
 from providers.models import CheckResult, Finding, Outcome, Severity
 
@@ -153,8 +153,7 @@ class PrometheusCheck:
 def make_check(ctx: CheckContext) -> PrometheusCheck:
     """Factory registered as `prometheus`."""
     settings = parse_settings(PrometheusSettings, ctx.spec.settings, f"checks.{ctx.spec.name}.settings")
-    needed = settings.observe_s + settings.timeout_s
-    if ctx.spec.timeout_s <= needed:
-        raise ConfigError(f"must exceed settings.observe_s + settings.timeout_s ({needed:g}s): the check watches "
-                          "the alerts that long", f"checks.{ctx.spec.name}.timeout_s")
+    require_timeout(ctx.spec.timeout_s, settings.observe_s + settings.timeout_s,
+                    "settings.observe_s + settings.timeout_s: the check watches the alerts that long",
+                    f"checks.{ctx.spec.name}.timeout_s")
     return PrometheusCheck(ctx, settings)

@@ -12,7 +12,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from providers.checks.base import CheckContext, CheckInput
-from providers.config import parse_settings
+from providers.config import parse_settings, require_timeout
 from providers.errors import ConfigError, PermanentError
 from providers.http import VendorClient
 from providers.models import CheckResult, Finding, Outcome, Release, Severity, utcnow
@@ -181,10 +181,9 @@ class SentryCheck:
 def make_check(ctx: CheckContext) -> SentryCheck:
     """Factory registered as `sentry`: needs the secret `auth_token` (a Sentry auth token, project:releases)."""
     settings = parse_settings(SentrySettings, ctx.spec.settings, f"checks.{ctx.spec.name}.settings")
-    needed = settings.window_s + settings.timeout_s
-    if ctx.spec.timeout_s <= needed:
-        raise ConfigError(f"must exceed settings.window_s + settings.timeout_s ({needed:g}s): the check waits out "
-                          "the window", f"checks.{ctx.spec.name}.timeout_s")
+    require_timeout(ctx.spec.timeout_s, settings.window_s + settings.timeout_s,
+                    "settings.window_s + settings.timeout_s: the check waits out the window",
+                    f"checks.{ctx.spec.name}.timeout_s")
     token = ctx.secrets.get("auth_token")
     if token is None:
         raise ConfigError("the sentry check needs `secrets: {auth_token: <secret name>}`",

@@ -20,6 +20,7 @@ import httpx
 
 from deployments.monitoring.stack import blackbox_argv, prometheus_argv, write_config
 from tests.conftest import free_port
+from tests.sample_app import stop_process
 
 SETUP = Path(__file__).resolve().parents[2] / "scripts" / "ensure-prometheus.sh"
 
@@ -57,13 +58,7 @@ async def _process(argv: list[str], log: Path, ready_url: str) -> AsyncIterator[
         await _ready(ready_url, proc, log)
         yield
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_process(proc)
 
 
 @asynccontextmanager
