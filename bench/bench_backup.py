@@ -1,6 +1,6 @@
 """Bench: a verified backup (ours) beside raw pg_dump + pg_restore of the same database of 100,000 rows.
 
-Ours is providers.backup.PgBackup.take: row counts in an exported REPEATABLE READ snapshot, pg_dump --format=custom
+Ours is providers.migrators.backup.PgBackup.take: counts in a REPEATABLE READ snapshot, pg_dump --format=custom
 through that snapshot, a scratch database created, pg_restore --single-transaction --exit-on-error into it, its
 row counts compared, the scratch database dropped. Raw is what a shell script would do for the same assurance
 minus the comparison: pg_dump --format=custom, createdb, pg_restore, dropdb (the same tools, the same server).
@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
 import asyncpg  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
-from providers.backup import PgBackup, PgConn  # noqa: E402
+from providers.migrators.backup import PgBackup, PgConn  # noqa: E402
 
 ADMIN = os.environ.get("AEVON_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SEED = """

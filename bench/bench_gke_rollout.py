@@ -69,7 +69,7 @@ async def one_service(name: str, gke_url: str, sha: str, poll: float, tmp: Path)
     from deployments.spec import ServiceSpec
     from providers.models import DeployStatus
     from providers.targets.base import TargetContext
-    from providers.targets.kubernetes import make_gke_target
+    from providers.targets.kubernetes.target import make_gke_target
     from tests.contract.harness import make_release
 
     settings: dict[str, Any] = {

@@ -17,6 +17,7 @@ import asyncpg
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("AEVON_PLUGINS", "tests.standins")  # the memory target and sleep check the benches deploy
 
 ADMIN = os.environ.get("AEVON_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

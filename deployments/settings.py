@@ -25,6 +25,11 @@ class AevonSettings(BaseSettings):
     state_dir: Path = Field(default=Path(".aevon"), description="local state: checkouts, target state, artifacts")
     sentry_dsn: SecretStr | None = Field(default=None, description="where the orchestrator reports its own crashes")
     lock_lease_s: float = Field(default=60.0, ge=60.0, description="environment lock lease (a crashed holder's slot)")
+    plugins: str = Field(default="", description="comma-separated modules adding providers (tests: tests.standins)")
+
+    def plugin_modules(self) -> list[str]:
+        """The plugin modules named by AEVON_PLUGINS, in order."""
+        return [m.strip() for m in self.plugins.split(",") if m.strip()]
 
 
 class _SecretsBase(BaseSettings):

@@ -16,8 +16,8 @@ from pydantic import Field
 
 from flows.runtime import Runtime
 from providers.errors import AevonError
-from providers.ledger import Ledger
 from providers.models import Release, ServiceVersion
+from providers.state.ledger import Ledger
 
 
 class ApprovalInput(RunInput):

@@ -110,7 +110,7 @@ async def _rollback(args: argparse.Namespace) -> int:
 
 
 async def _history(args: argparse.Namespace, status_only: bool) -> int:
-    from providers.ledger import Ledger
+    from providers.state.ledger import Ledger
 
     ledger = await Ledger.connect(AevonSettings().state_db_url)
     try:

@@ -9,11 +9,11 @@ from pydantic import BaseModel, Field
 
 from flows.locking import environment_lock
 from flows.runtime import Runtime, build_runtime
-from providers.backup import BackupRecord, PgBackup
-from providers.backup_records import BackupCatalog
 from providers.errors import ConfigError
+from providers.migrators.backup import BackupRecord, PgBackup
 from providers.models import Release
-from tasks.common import ref
+from providers.state.backups import BackupCatalog
+from tasks.common import as_is
 from tasks.database import backup_database
 
 
@@ -53,7 +53,7 @@ async def take_backup(rt: Runtime, release: Release) -> BackupRecord:
     """Take, verify and record a backup of the environment's database for `release` (the `backup-database` task)."""
     backup, folder = make_backup(rt)
     catalog = BackupCatalog(rt.settings.state_db_url)
-    return await backup_database(ref(backup), ref(catalog), release, folder)
+    return await backup_database(as_is(backup), as_is(catalog), release, folder)
 
 
 def describe(record: BackupRecord) -> str:

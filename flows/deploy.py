@@ -26,11 +26,11 @@ from flows.rollback import ACTIVE, rollback_flow, undo_release
 from flows.runtime import Runtime, build_runtime
 from providers.checks.base import CheckInput
 from providers.errors import AevonError, ConfigError
-from providers.ledger import Ledger
 from providers.models import DeployStatus, Release, ServiceVersion, utcnow
-from providers.source import validate_ref
-from tasks.checks import blocks, run_check
-from tasks.common import ref
+from providers.source.git import validate_ref
+from providers.state.ledger import Ledger
+from tasks.checks import is_blocking, run_check
+from tasks.common import as_is
 from tasks.database import apply_migrations, plan_migrations
 from tasks.services import ServiceChange, deploy_service, describe_error
 from tasks.validation import run_stage
@@ -222,7 +222,7 @@ async def _run(
         services = await _current(rt)
         if spec.warmup.requests:
             with report.step("warm-up") as st:
-                report.warmup = await warm_up(spec.warmup, ref(services))
+                report.warmup = await warm_up(spec.warmup, as_is(services))
                 w = report.warmup
                 st.detail = f"{int(w.get('requests', 0))} requests, {int(w.get('failed', 0))} failed" + (
                     f", cold {w['cold_ms_max']:.0f} ms → warm {w['warm_p50_ms']:.0f} ms" if "warm_p50_ms" in w else "")
@@ -253,8 +253,8 @@ async def _gates(rt: Runtime, report: DeployReport, release: Release, checkout: 
         return
     with report.step("pre-deploy gates") as st:
         inp = CheckInput(release=release, services=await _current(rt), checkout_dir=checkout)
-        report.gates = list(await asyncio.gather(*(run_check(ref(c), s, ref(inp), "gate") for s, c in rt.gates)))
-        failed = [r for (s, _), r in zip(rt.gates, report.gates, strict=True) if blocks(r, s)]
+        report.gates = list(await asyncio.gather(*(run_check(as_is(c), s, as_is(inp), "gate") for s, c in rt.gates)))
+        failed = [r for (s, _), r in zip(rt.gates, report.gates, strict=True) if is_blocking(r, s)]
         st.detail = f"{len(report.gates) - len(failed)}/{len(report.gates)} passed"
         if failed:
             st.outcome = "failed"
@@ -292,7 +292,7 @@ async def _database(
     with report.step("migration plan") as st:
         last = await ledger.last_good(rt.spec.environment)
         previous = await rt.source.checkout(last.sha) if last else None
-        plan = await plan_migrations(ref(rt.migrator), checkout, previous)
+        plan = await plan_migrations(as_is(rt.migrator), checkout, previous)
         report.migration_plan = plan
         st.detail = f"{len(plan.pending)} pending" + (", destructive" if plan.destructive else "")
         invalid = [f for f in plan.findings if f.detail.get("category") == "invalid"]
@@ -321,7 +321,7 @@ async def _database(
             backup_id = record.backup_id
     with report.step("migrate") as st:
         try:
-            result = await apply_migrations(ref(ledger), release, ref(rt.migrator), checkout, plan, backup_id)
+            result = await apply_migrations(as_is(ledger), release, as_is(rt.migrator), checkout, plan, backup_id)
         except AevonError as exc:
             st.outcome, st.detail = "failed", describe_error(exc)
             raise NeedsRollback(f"migration failed: {describe_error(exc)}") from exc
@@ -333,7 +333,7 @@ async def _services(rt: Runtime, ledger: Ledger, report: DeployReport, release: 
     for i, layer in enumerate(rt.layers):
         with report.step(f"deploy services: {', '.join(layer)}") as st:
             results = await asyncio.gather(
-                *(deploy_service(ref(ledger), release, name, ref(rt.targets[name]), i,
+                *(deploy_service(as_is(ledger), release, name, as_is(rt.targets[name]), i,
                                  rt.spec.service(name).ready_timeout_s) for name in layer),
                 return_exceptions=True,
             )
@@ -367,7 +367,7 @@ async def _validate(
     with report.step("validation") as st:
         inp = CheckInput(release=release, services=services, checkout_dir=checkout)
         report.checks = await run_stage(rt.checks, inp)  # parallel; `exclusive` checks (perf smoke) after, alone
-        failed = [r for (s, _), r in zip(rt.checks, report.checks, strict=True) if blocks(r, s)]
+        failed = [r for (s, _), r in zip(rt.checks, report.checks, strict=True) if is_blocking(r, s)]
         st.detail = f"{len(report.checks) - len(failed)}/{len(report.checks)} passed"
         if failed:
             st.outcome = "failed"

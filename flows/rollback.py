@@ -11,10 +11,10 @@ from flows.report import RollbackReport
 from flows.runtime import Runtime, build_runtime
 from providers.checks.base import CheckInput
 from providers.errors import AevonError
-from providers.ledger import DONE, INTENT, UNDONE, JournalEntry, Ledger
 from providers.models import DeployStatus, Release, ServiceVersion
-from tasks.checks import blocks, run_check
-from tasks.common import ref
+from providers.state.ledger import DONE, INTENT, UNDONE, JournalEntry, Ledger
+from tasks.checks import is_blocking, run_check
+from tasks.common import as_is
 from tasks.database import revert_migrations
 from tasks.services import ServiceChange, describe_error, rollback_service
 
@@ -71,7 +71,7 @@ async def _undo_service(rt: Runtime, ledger: Ledger, entry: JournalEntry) -> Ser
     timeout = rt.spec.service(entry.target).ready_timeout_s
     try:
         return await rollback_service(
-            ref(ledger), entry.id, entry.target, ref(target), ServiceVersion(**prev) if prev else None, timeout
+            as_is(ledger), entry.id, entry.target, as_is(target), ServiceVersion(**prev) if prev else None, timeout
         )
     except Exception as exc:
         return ServiceChange(service=entry.target, provider=target.provider, status=DeployStatus.FAILED,
@@ -91,7 +91,7 @@ async def _undo_migration(rt: Runtime, ledger: Ledger, entry: JournalEntry, repo
     if not applied:
         await ledger.mark(entry.id, UNDONE, {"note": "no migration was applied by this run"})
         return
-    from providers.migrators import inverse as inv
+    from providers.migrators.prisma import inverse as inv
 
     inverse = entry.undo.get("inverse_sql")
     steps = dict(entry.undo.get("inverse_steps") or {})
@@ -130,7 +130,7 @@ async def _undo_migration(rt: Runtime, ledger: Ledger, entry: JournalEntry, repo
         await ledger.mark(entry.id, DONE, {"kept": applied, "why": why})
         return
     try:
-        await revert_migrations(ref(ledger), entry.id, ref(rt.migrator), checkout, applied, inverse)
+        await revert_migrations(as_is(ledger), entry.id, as_is(rt.migrator), checkout, applied, inverse)
         report.migrations_reverted.extend(applied)
         if dropped:
             report.notes.append(dropped)
@@ -152,9 +152,9 @@ async def _recheck(rt: Runtime, release_id: str, report: RollbackReport) -> None
     probe = Release(release_id=release_id, env=rt.spec.environment, ref="rollback", sha="0" * 40)
     inp = CheckInput(release=probe, services=services)
     health = [(spec, chk) for spec, chk in rt.checks if spec.kind == "health"]
-    results = await asyncio.gather(*(run_check(ref(chk), spec, ref(inp), "recheck") for spec, chk in health))
+    results = await asyncio.gather(*(run_check(as_is(chk), spec, as_is(inp), "recheck") for spec, chk in health))
     report.health = list(results)
-    bad = [r.name for (spec, _), r in zip(health, results, strict=True) if blocks(r, spec)]
+    bad = [r.name for (spec, _), r in zip(health, results, strict=True) if is_blocking(r, spec)]
     if bad:
         report.ok = False
         report.notes.append(f"health still failing after rollback: {', '.join(bad)}")

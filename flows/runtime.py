@@ -12,8 +12,8 @@ from deployments.settings import AevonSettings, resolve_secrets
 from deployments.spec import CheckSpec, EnvironmentSpec
 from providers.checks.base import Check, CheckContext
 from providers.migrators.base import Migrator, MigratorContext
-from providers.registry import CHECKS, MIGRATORS, TARGETS, resolve
-from providers.source import GitSource
+from providers.registry import build_registry, resolve
+from providers.source.git import GitSource
 from providers.targets.base import ServiceTarget, TargetContext
 
 
@@ -76,13 +76,14 @@ def build_runtime(
     settings = settings or AevonSettings()
     spec = load_spec(env, spec_dir)
     file = spec_path(env, spec_dir)
+    registry = build_registry(settings.plugin_modules())
     secrets = resolve_secrets(spec, file)
     state_dir = settings.state_dir.resolve()
     source = GitSource(spec.source.repo, state_dir / "checkouts")
     layers = service_layers(spec)
     extra = extra or {}
     factories = {
-        svc.name: resolve(TARGETS, "service provider", svc.provider, f"{file}: services.{svc.name}.provider")
+        svc.name: resolve(registry.targets, "service provider", svc.provider, f"{file}: services.{svc.name}.provider")
         for svc in spec.services
     }
     targets: dict[str, ServiceTarget] = {}
@@ -100,7 +101,7 @@ def build_runtime(
     def checks_of(section: str, specs: list[CheckSpec]) -> list[tuple[CheckSpec, Check]]:
         out = []
         for c in specs:
-            factory = resolve(CHECKS, "check kind", c.kind, f"{file}: {section}.{c.name}.kind")
+            factory = resolve(registry.checks, "check kind", c.kind, f"{file}: {section}.{c.name}.kind")
             ctx = CheckContext(
                 env=spec, spec=c, secrets=_pick(secrets, c.secrets),
                 artifacts_dir=state_dir / "artifacts" / env, baseline_dir=state_dir / "baselines" / env, extra=extra,
@@ -110,7 +111,7 @@ def build_runtime(
 
     migrator: Migrator | None = None
     if spec.database is not None:
-        factory = resolve(MIGRATORS, "migrator", spec.database.provider, f"{file}: database.provider")
+        factory = resolve(registry.migrators, "migrator", spec.database.provider, f"{file}: database.provider")
         mdir = state_dir / "migrations" / env
         mdir.mkdir(parents=True, exist_ok=True)
         migrator = factory(

@@ -39,7 +39,7 @@ async def reset_database() -> None:
 
 
 async def stop_services() -> None:
-    from providers.targets.local import stop_all
+    from providers.targets.local.target import stop_all
 
     for service in ("web", "api"):
         d = STATE / "targets" / "dev" / service

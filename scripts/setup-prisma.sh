@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Install the offline Prisma toolkit (providers/migrators/prisma_toolkit) with npm ci; skipped when up to date.
+# Install the offline Prisma toolkit (providers/migrators/prisma/toolkit) with npm ci; skipped when up to date.
 # Up to date = node_modules/.bin/prisma exists and the stamp records the sha256 of the current package-lock.json.
 # Recipe: shared/recipes/prisma-offline/README.md (npm ci --ignore-scripts skips the failing engine download).
 set -euo pipefail
 
-toolkit="$(cd "$(dirname "${BASH_SOURCE[0]}")/../providers/migrators/prisma_toolkit" && pwd)"
+toolkit="$(cd "$(dirname "${BASH_SOURCE[0]}")/../providers/migrators/prisma/toolkit" && pwd)"
 stamp="$toolkit/node_modules/.aevon-lock.sha256"
 want="$(sha256sum "$toolkit/package-lock.json" "$toolkit/package.json" | sha256sum | cut -d' ' -f1)"
 

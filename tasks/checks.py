@@ -49,7 +49,7 @@ async def run_check(check: Check, spec: CheckSpec, inp: CheckInput, phase: str) 
     return result
 
 
-def blocks(result: CheckResult, spec: CheckSpec) -> bool:
+def is_blocking(result: CheckResult, spec: CheckSpec) -> bool:
     """True when `result` must stop the run (gate) or trigger rollback (validation)."""
     if result.outcome == Outcome.FAILED:
         return True

@@ -28,7 +28,7 @@ TASK_DEFAULTS: dict[str, Any] = {
 }
 
 
-def ref(value: T) -> T:
+def as_is(value: T) -> T:
     """Pass `value` to a task as is: Prefect neither resolves nor walks into it.
 
     Without this, Prefect visits every task argument recursively to find futures; with N services in a

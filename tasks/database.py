@@ -6,12 +6,12 @@ from pathlib import Path
 
 from prefect import task
 
-from providers.backup import BackupRecord, PgBackup
-from providers.backup_records import BackupCatalog, new_backup_id
 from providers.errors import AevonError
-from providers.ledger import DONE, UNDONE, Ledger
+from providers.migrators.backup import BackupRecord, PgBackup
 from providers.migrators.base import MigrationPlan, MigrationResult, Migrator
 from providers.models import Release
+from providers.state.backups import BackupCatalog, new_backup_id
+from providers.state.ledger import DONE, UNDONE, Ledger
 from tasks.common import TASK_DEFAULTS
 
 

@@ -8,8 +8,8 @@ from prefect import task
 from pydantic import BaseModel
 
 from providers.errors import AevonError
-from providers.ledger import DONE, UNDONE, Ledger
 from providers.models import DeployStatus, Release, ServiceVersion
+from providers.state.ledger import DONE, UNDONE, Ledger
 from providers.targets.base import ServiceTarget
 from tasks.common import TASK_DEFAULTS
 

@@ -8,7 +8,7 @@ from deployments.spec import CheckSpec
 from providers.checks.base import Check, CheckInput
 from providers.models import CheckResult
 from tasks.checks import run_check
-from tasks.common import ref
+from tasks.common import as_is
 
 
 async def run_stage(checks: list[tuple[CheckSpec, Check]], inp: CheckInput, phase: str = "validate"
@@ -22,8 +22,8 @@ async def run_stage(checks: list[tuple[CheckSpec, Check]], inp: CheckInput, phas
     """
     together = [(s, c) for s, c in checks if not s.exclusive]
     alone = [(s, c) for s, c in checks if s.exclusive]
-    results = await asyncio.gather(*(run_check(ref(c), s, ref(inp), phase) for s, c in together))
+    results = await asyncio.gather(*(run_check(as_is(c), s, as_is(inp), phase) for s, c in together))
     by_name = {s.name: r for (s, _), r in zip(together, results, strict=True)}
     for s, c in alone:
-        by_name[s.name] = await run_check(ref(c), s, ref(inp), phase)
+        by_name[s.name] = await run_check(as_is(c), s, as_is(inp), phase)
     return [by_name[s.name] for s, _ in checks]

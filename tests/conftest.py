@@ -14,6 +14,7 @@ from tests.pg import ADMIN_URL, temp_database
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
+os.environ.setdefault("AEVON_PLUGINS", "tests.standins")  # the memory target and sleep check of tests/standins
 
 
 def free_port() -> int:

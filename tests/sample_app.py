@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from providers.source import GitSource
+from providers.source.git import GitSource
 
 ROOT = Path(__file__).resolve().parents[1]
 SETUP_PRISMA = ROOT / "scripts" / "setup-prisma.sh"
@@ -32,7 +32,7 @@ def build_sample_repo(dest: Path) -> Path:
 
 
 async def checkout(repo: Path, tag: str, cache: Path) -> tuple[str, Path]:
-    """(sha, checkout dir) of `tag`, extracted by providers.source.GitSource as the deployer does."""
+    """(sha, checkout dir) of `tag`, extracted by providers.source.git.GitSource as the deployer does."""
     source = GitSource(str(repo), cache)
     sha = await source.resolve(tag)
     return sha, await source.checkout(sha)

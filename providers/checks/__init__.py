@@ -1,1 +1,1 @@
-"""Checks and gates: observers that return a typed outcome (PASSED, FAILED, ERROR) with findings."""
+"""Post-deploy validation checks (health, E2E, DAST, perf smoke, Sentry, Prometheus) and the base of every check."""

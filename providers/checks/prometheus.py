@@ -10,9 +10,9 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from providers.checks.base import CheckContext, CheckInput
+from providers.clients.http import VendorClient
 from providers.config import parse_settings, require_timeout
 from providers.errors import PermanentError
-from providers.http import VendorClient
 from providers.models import CheckResult, Finding, Outcome, Severity
 
 PROVIDER = "prometheus"

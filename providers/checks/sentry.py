@@ -12,9 +12,9 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from providers.checks.base import CheckContext, CheckInput
+from providers.clients.http import VendorClient
 from providers.config import parse_settings, require_timeout
 from providers.errors import ConfigError, PermanentError
-from providers.http import VendorClient
 from providers.models import CheckResult, Finding, Outcome, Release, Severity, utcnow
 
 PROVIDER = "sentry"

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from deployments.spec import ServiceSpec
 from providers.models import DeployHandle, DeployResult, Release, ServiceVersion
-from providers.source import GitSource
+from providers.source.git import GitSource
 
 
 @dataclass(frozen=True)

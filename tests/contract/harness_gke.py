@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from providers.targets.base import ServiceTarget
-from providers.targets.kubernetes import make_gke_target
+from providers.targets.kubernetes.target import make_gke_target
 from tests.contract.harness_kubernetes import KubeHarnessBase
 from tests.fakes.gke import FakeCluster, FakeGkeServer
 

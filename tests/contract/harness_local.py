@@ -11,11 +11,11 @@ import pytest
 from pydantic import SecretStr
 
 from deployments.spec import ServiceSpec
-from providers.source import GitSource
+from providers.source.git import GitSource
 from providers.targets.base import TargetContext
-from providers.targets.local import LocalTarget, make_target, stop_all
-from providers.targets.local_process import free_port
-from providers.targets.local_state import StateStore
+from providers.targets.local.process import free_port
+from providers.targets.local.state import StateStore
+from providers.targets.local.target import LocalTarget, make_target, stop_all
 from tests.contract.harness import Fault
 
 APP = Path(__file__).resolve().parents[1] / "fakes" / "versioned_app.py"

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from deployments.spec import DatabaseSpec, EnvironmentSpec
 from providers.checks.base import CheckContext
 from providers.migrators.base import MigratorContext
-from providers.migrators.prisma import make_migrator
+from providers.migrators.prisma.migrator import make_migrator
 from providers.models import Release, ServiceVersion
 from providers.registry import CHECKS, resolve
 from tests.pg import temp_database

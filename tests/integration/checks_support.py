@@ -18,7 +18,7 @@ from deployments.spec import CheckSpec, EnvironmentSpec
 from flows.deploy import deploy_flow, report_of
 from flows.report import DeployReport
 from providers.checks.base import CheckContext, CheckInput
-from providers.targets.local import stop_all
+from providers.targets.local.target import stop_all
 from tests.integration.app_under_test import Serving
 from tests.integration.envs import ROOT, sample_dev_spec, write_spec
 from tests.pg import temp_database

@@ -16,7 +16,7 @@ from deployments.spec import DatabaseSpec
 from flows.deploy import deploy_flow, report_of
 from flows.report import DeployReport
 from providers.migrators.base import MigrationStatus, MigratorContext
-from providers.migrators.prisma import PrismaMigrator, make_migrator
+from providers.migrators.prisma.migrator import PrismaMigrator, make_migrator
 from tests.integration.envs import ROOT, sample_dev_spec, write_spec
 from tests.pg import fetch
 from tests.sample_app import checkout

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from providers.oci import OCI_INDEX, OCI_MANIFEST
+from providers.clients.oci import OCI_INDEX, OCI_MANIFEST
 
 BINARY = "/usr/bin/docker-registry"
 ROOT = Path(__file__).resolve().parents[2]

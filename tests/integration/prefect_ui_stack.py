@@ -15,8 +15,8 @@ from typing import Any
 
 import asyncpg
 
-from providers.targets.local import local_services, stop_all
-from providers.targets.local_process import pid_alive, proc_start_time, terminate
+from providers.targets.local.process import pid_alive, proc_start_time, terminate
+from providers.targets.local.target import local_services, stop_all
 from tests.conftest import free_port
 from tests.contract.harness_local import _git, build_app_repo
 from tests.integration.envs import ROOT, write_spec

@@ -19,10 +19,10 @@ from pydantic import SecretStr
 
 from flows.deploy import deploy_flow, report_of
 from flows.report import DeployOutcome, DeployReport
-from providers.ledger import Ledger
-from providers.targets.memory import _WORLDS
+from providers.state.ledger import Ledger
 from tests.integration.envs import ROOT, memory_spec, write_spec
 from tests.integration.test_flow_dag import repo, sha  # noqa: F401 - fixture
+from tests.standins.memory import _WORLDS
 
 pytestmark = pytest.mark.usefixtures("prefect_api", "ledger_url", "state_dir")
 

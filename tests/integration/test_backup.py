@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from providers.backup import PgBackup
-from providers.backup_records import BackupCatalog, new_backup_id
 from providers.errors import PermanentError, TransientError
+from providers.migrators.backup import PgBackup
+from providers.state.backups import BackupCatalog, new_backup_id
 from tests.conftest import free_port
 from tests.pg import ADMIN_URL, fetch, temp_database
 

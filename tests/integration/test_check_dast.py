@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from flows.report import DeployOutcome
-from providers.baselines import BaselineStore
-from providers.checks.dast import DastCheck, make_check
+from providers.checks.dast.check import DastCheck, make_check
 from providers.models import CheckResult, Outcome
+from providers.state.baselines import BaselineStore
 from tests.integration.app_under_test import Serving, serving
 from tests.integration.checks_support import check_input, context, deploy, dev_env, rev, serving_sha, shipped_check
 from tests.sample_app import ROOT, build_sample_repo, ensure_prisma_toolkit

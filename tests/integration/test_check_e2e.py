@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from flows.report import DeployOutcome, render_markdown
-from providers.checks.e2e import E2ECheck, make_check
+from providers.checks.e2e.check import E2ECheck, make_check
 from providers.errors import ConfigError
 from providers.models import Outcome
 from tests.integration.app_under_test import Serving, serving

@@ -15,8 +15,8 @@ import pytest
 
 from flows.deploy import deploy_flow, report_of
 from flows.report import DeployOutcome, DeployReport
-from providers.ledger import Ledger
-from providers.targets.local import stop_all
+from providers.state.ledger import Ledger
+from providers.targets.local.target import stop_all
 from tests.integration.envs import ROOT, sample_dev_spec, write_spec
 from tests.pg import temp_database
 from tests.sample_app import build_sample_repo, ensure_prisma_toolkit

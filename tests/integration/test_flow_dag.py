@@ -11,10 +11,10 @@ import pytest
 
 from flows.deploy import deploy_flow, report_of
 from flows.report import DeployOutcome, DeployReport
-from providers.targets.memory import _WORLDS
 from tests.integration.envs import memory_spec, write_spec
 from tests.integration.flow_env import release_repo
 from tests.integration.flow_env import rev as sha
+from tests.standins.memory import _WORLDS
 
 pytestmark = pytest.mark.usefixtures("prefect_api", "ledger_url", "state_dir")
 
@@ -87,7 +87,7 @@ async def test_retried_run_reuses_its_release_and_never_deploys_twice(repo: Path
     from deployments.spec import ServiceSpec
     from providers.models import Release
     from providers.targets.base import TargetContext
-    from providers.targets.memory import make_target
+    from tests.standins.memory import make_target
 
     world = f"idem-{tmp_path.name}"
     target = make_target(TargetContext(env="dev", spec=ServiceSpec(name="api", provider="memory",

@@ -16,15 +16,15 @@ import pytest
 from pydantic import SecretStr
 
 from flows.report import DeployOutcome, DeployReport
-from providers.ledger import Ledger
 from providers.models import Outcome
-from providers.targets.memory import _WORLDS
+from providers.state.ledger import Ledger
 from tests.fakes.github import GitHubFake
 from tests.fakes.github_state import Repo
 from tests.integration.envs import ROOT, write_spec
 from tests.integration.flow_env import deploy, release_repo, rev
 from tests.integration.gates_support import TOKEN
 from tests.integration.oci_registry import Pusher, RegistryProcess, ensure_binary
+from tests.standins.memory import _WORLDS
 
 pytestmark = [pytest.mark.usefixtures("prefect_api"), pytest.mark.slow]
 

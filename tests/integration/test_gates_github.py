@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from providers.checks.github_review import ReviewGate
 from providers.errors import ConfigError
+from providers.gates.review import ReviewGate
 from providers.models import Outcome
 from tests.fakes.github import GitHubFake
 from tests.fakes.github_state import Repo, new_sha

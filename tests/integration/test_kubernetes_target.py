@@ -18,8 +18,8 @@ from deployments.spec import EnvironmentSpec, ServiceSpec
 from providers.errors import ConfigError, PermanentError, TransientError
 from providers.models import DeployStatus, ServiceVersion
 from providers.targets.base import ServiceTarget, TargetContext
-from providers.targets.kube_client import cluster_manager
-from providers.targets.kubernetes import RELEASE_ANNOTATION, KubernetesTarget, make_gke_target, make_target
+from providers.targets.kubernetes.client import cluster_manager
+from providers.targets.kubernetes.target import RELEASE_ANNOTATION, KubernetesTarget, make_gke_target, make_target
 from tests.contract.harness import make_release
 from tests.fakes.gke import FakeCluster, FakeGkeServer
 from tests.fakes.kube_tls import make_cluster_tls
@@ -308,7 +308,7 @@ async def test_zero_downtime_warn_and_off(
     kube: FakeKubeApiServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     kube.create_deployment("api", f"{REPO}:{sha(0)}", replicas=4)
-    with caplog.at_level(logging.WARNING, logger="providers.targets.kubernetes"):
+    with caplog.at_level(logging.WARNING, logger="providers.targets.kubernetes.target"):
         warned = await target(kube, tmp_path, "api", zero_downtime="warn").deploy(make_release("staging", sha(1)))
     assert warned.detail["patched"] and "maxUnavailable" in warned.detail["warning"]
     assert any("may drop capacity" in r.getMessage() for r in caplog.records)

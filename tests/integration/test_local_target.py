@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from providers.models import DeployResult, DeployStatus, ServiceVersion
-from providers.targets.local import LocalTarget, make_target
-from providers.targets.local_process import pid_alive, read_json
-from providers.targets.local_proxy import Upstream, write_upstream
-from providers.targets.local_state import StateStore
+from providers.targets.local.process import pid_alive, read_json
+from providers.targets.local.proxy import Upstream, write_upstream
+from providers.targets.local.state import StateStore
+from providers.targets.local.target import LocalTarget, make_target
 from tests.contract.harness import make_release
 from tests.contract.harness_local import LocalHarness
 
@@ -336,7 +336,7 @@ async def test_the_stop_command_stops_every_service_under_a_state_dir(h: LocalHa
         pids.append(int(info["pid"]))
         await t.aclose()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "providers.targets.local", "stop", str(h.state_dir), cwd=str(ROOT),
+        sys.executable, "-m", "providers.targets.local.target", "stop", str(h.state_dir), cwd=str(ROOT),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
@@ -346,6 +346,6 @@ async def test_the_stop_command_stops_every_service_under_a_state_dir(h: LocalHa
 
 
 def test_the_proxy_daemon_is_a_runnable_module() -> None:
-    out = subprocess.run([sys.executable, "-m", "providers.targets.local_proxy", "--help"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "providers.targets.local.proxy", "--help"], cwd=ROOT,
                          capture_output=True, text=True, check=True)
     assert "--control" in out.stdout

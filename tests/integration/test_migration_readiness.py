@@ -9,9 +9,9 @@ from pydantic import SecretStr
 
 from deployments.spec import DatabaseSpec
 from providers.checks.base import CheckInput
-from providers.checks.migration_readiness import MigrationReadiness, ReadinessSettings
+from providers.gates.migration_readiness import MigrationReadiness, ReadinessSettings
 from providers.migrators.base import MigratorContext
-from providers.migrators.prisma import PrismaMigrator, make_migrator
+from providers.migrators.prisma.migrator import PrismaMigrator, make_migrator
 from providers.models import Outcome, Release, Severity
 from tests.pg import fetch, temp_database
 from tests.sample_app import ensure_prisma_toolkit

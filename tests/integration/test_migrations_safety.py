@@ -13,9 +13,9 @@ from pydantic import SecretStr
 
 from flows.report import DeployOutcome
 from flows.rollback import rollback_flow
-from providers.backup_records import BackupCatalog
-from providers.ledger import Ledger
-from providers.targets.local import stop_all
+from providers.state.backups import BackupCatalog
+from providers.state.ledger import Ledger
+from providers.targets.local.target import stop_all
 from tests.integration.migration_support import (
     AUDIT,
     DROP,

@@ -19,7 +19,7 @@ from kubernetes import client as k8s
 
 from flows.report import DeployOutcome, render_markdown
 from providers.models import DeployStatus, Outcome
-from providers.targets.kubernetes import RELEASE_ANNOTATION
+from providers.targets.kubernetes.target import RELEASE_ANNOTATION
 from tests.fakes.gke import FakeCluster, FakeGkeServer
 from tests.fakes.kubernetes import FakeKubeApiServer
 from tests.fakes.render import RenderFake

@@ -11,7 +11,7 @@ import yaml
 
 from deployments.spec import CheckSpec, EnvironmentSpec
 from providers.checks.base import CheckContext, CheckInput
-from providers.checks.perf import PerfCheck, make_check
+from providers.checks.perf.check import PerfCheck, make_check
 from providers.errors import ConfigError
 from providers.models import Outcome, Release, ServiceVersion
 from tests.integration.app_under_test import serving

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from deployments.spec import DatabaseSpec
 from providers.migrators.base import MigratorContext
-from providers.migrators.prisma import PrismaMigrator, make_migrator
+from providers.migrators.prisma.migrator import PrismaMigrator, make_migrator
 from tests.pg import fetch, temp_database
 from tests.sample_app import MAKE_REPO, build_sample_repo, checkout, ensure_prisma_toolkit, run_app
 

@@ -20,7 +20,7 @@ import pytest
 
 from flows.deploy import deploy_flow, report_of
 from flows.report import DeployOutcome, DeployReport
-from providers.targets.local import stop_all
+from providers.targets.local.target import stop_all
 from tests.fakes.sentry import FakeSentry
 from tests.integration.app_under_test import example_spec
 from tests.integration.envs import sample_dev_spec, write_spec

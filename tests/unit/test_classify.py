@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from providers.migrators.classify import Category, classify, findings, is_destructive
-from providers.migrators.consistency import check_folder, check_pending, schema_provider
-from providers.migrators.inverse import compose, destroyed_by, grown, is_empty, not_undone
+from providers.migrators.prisma.consistency import check_folder, check_pending, schema_provider
+from providers.migrators.prisma.inverse import compose, destroyed_by, grown, is_empty, not_undone
 from providers.models import Severity
 
 M = "20250301000000_change"
@@ -212,7 +212,7 @@ def test_pending_rules(tmp_path: Path) -> None:
 
 
 async def test_judge_rules() -> None:
-    from providers.migrators.inverse import judge
+    from providers.migrators.prisma.inverse import judge
 
     measured: list[str | None] = []
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from providers.checks.dast import diff
-from providers.checks.dast_passive import PassiveSettings, judge_cookies, judge_headers, passive_scan
-from providers.checks.dast_scan import DastFinding, WapitiSettings, argv, merge, parse_report
+from providers.checks.dast.check import diff
+from providers.checks.dast.passive import PassiveSettings, judge_cookies, judge_headers, passive_scan
+from providers.checks.dast.scan import DastFinding, WapitiSettings, argv, merge, parse_report
 from providers.models import Severity
 
 GOOD_HEADERS = {

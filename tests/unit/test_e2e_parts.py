@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from providers.checks.e2e import E2ESettings
-from providers.checks.e2e_steps import ExpectResponseStatusStep, FillStep, FlowSpec, SelectStep, describe
-from providers.checks.e2e_suite import SuiteSpec, judge, parse_report, suite_env
+from providers.checks.e2e.check import E2ESettings
+from providers.checks.e2e.steps import ExpectResponseStatusStep, FillStep, FlowSpec, SelectStep, describe
+from providers.checks.e2e.suite import SuiteSpec, judge, parse_report, suite_env
 from providers.models import Outcome
 
 

@@ -10,8 +10,8 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from providers.errors import PermanentError, TransientError
-from providers.targets.kube_errors import RetryingCaller, translate_kube
-from providers.targets.kube_rollout import (
+from providers.targets.kubernetes.errors import RetryingCaller, translate_kube
+from providers.targets.kubernetes.rollout import (
     ANNOTATIONS_TO_SKIP,
     capacity_drop,
     deployment_revision,

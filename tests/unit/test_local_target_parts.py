@@ -17,10 +17,10 @@ from deployments.spec import ServiceSpec
 from providers.errors import ConfigError
 from providers.registry import TARGETS, resolve
 from providers.targets.base import ServiceTarget, TargetContext
-from providers.targets.local import LocalTarget, make_target
-from providers.targets.local_process import log_tail, pid_alive, proc_start_time, scrub
-from providers.targets.local_proxy import Upstream, read_upstream, write_upstream
-from providers.targets.local_state import StateStore
+from providers.targets.local.process import log_tail, pid_alive, proc_start_time, scrub
+from providers.targets.local.proxy import Upstream, read_upstream, write_upstream
+from providers.targets.local.state import StateStore
+from providers.targets.local.target import LocalTarget, make_target
 
 GOOD: dict[str, Any] = {"command": ["{python}", "app.py", "--port", "{port}"], "port": 18080}
 

@@ -13,9 +13,9 @@ from deployments.spec import ServiceSpec
 from providers.errors import ConfigError, PermanentError, SecretMissing
 from providers.models import DeployStatus
 from providers.registry import TARGETS, resolve
-from providers.targets import koyeb, railway, render, vercel
 from providers.targets.base import TargetContext
-from providers.targets.paas import RELEASE_KEY, PaasTarget
+from providers.targets.paas import koyeb, railway, render, vercel
+from providers.targets.paas.base import RELEASE_KEY, PaasTarget
 from tests.contract.harness import make_release
 from tests.contract.harness_koyeb import KoyebHarness
 from tests.contract.harness_railway import RailwayHarness

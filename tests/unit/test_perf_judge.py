@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers.checks.perf import PerfSettings, is_loopback_url, judge
+from providers.checks.perf.check import PerfSettings, is_loopback_url, judge
 
 
 def settings(**kw: Any) -> PerfSettings:

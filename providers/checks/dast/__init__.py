@@ -1,0 +1,1 @@
+"""Dynamic security testing: wapiti3 scan plus passive header and cookie checks, against a baseline."""

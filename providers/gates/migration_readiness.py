@@ -1,0 +1,156 @@
+"""Pre-deploy gate: the release's migrations can be applied (status, folder consistency, no failure) — runbook 4.1."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from pydantic import BaseModel, ConfigDict
+
+from deployments.spec import DatabaseSpec
+from providers.checks.base import CheckContext, CheckInput
+from providers.config import parse_settings
+from providers.errors import AevonError, ConfigError
+from providers.migrators.base import MigrationStatus, Migrator, MigratorContext
+from providers.models import CheckResult, Finding, Outcome, Severity
+from providers.registry import MIGRATORS, resolve
+
+# env -> {migration kept applied by a code-only rollback: the release that applied it}
+KeptLookup = Callable[[str], Awaitable[dict[str, str]]]
+_RESOLVE_SQL = ('UPDATE "_prisma_migrations" SET "rolled_back_at" = now() WHERE "migration_name" = \'{name}\' '
+                'AND "finished_at" IS NULL AND "rolled_back_at" IS NULL;')
+
+
+class ReadinessSettings(BaseModel):
+    """Settings of the migration-readiness gate."""
+
+    model_config = ConfigDict(extra="forbid")
+    block_on_drift: bool = True
+    block_on_unknown: bool = True  # applied migrations missing from the checkout, not explained by a rollback
+
+
+class MigrationReadiness:
+    """FAILED on a failed migration, drift, an inconsistent migrations folder or a diverged history; ERROR when
+    the database cannot be read.
+
+    Status comes from `prisma migrate status` cross-checked with `_prisma_migrations` (applied, pending, failed,
+    drift = an applied migration.sql edited since). Blocking findings are HIGH or CRITICAL; the rest inform.
+
+    An applied migration missing from the checkout's folder blocks, unless a code-only rollback of this environment
+    kept it applied (the rollback journal says so): then the database is legitimately ahead of the code (the
+    previous release redeployed, or a fix that still lacks it), and a MEDIUM finding says so. Anything else means
+    the histories diverged (a migration deleted or renamed, or a ref older than the database), which `migrate
+    deploy` would not notice and the next inverse would get wrong.
+    """
+
+    kind = "migration_readiness"
+
+    def __init__(self, name: str, env: str, migrator: Migrator, settings: ReadinessSettings,
+                 kept: KeptLookup | None = None) -> None:
+        self.name = name
+        self.env = env
+        self.migrator = migrator
+        self.settings = settings
+        self.kept = kept
+
+    async def run(self, inp: CheckInput) -> CheckResult:
+        start = time.monotonic()
+        if inp.checkout_dir is None:
+            return CheckResult(name=self.name, kind=self.kind, outcome=Outcome.ERROR, summary="no checkout to read")
+        try:
+            status = await self.migrator.status(inp.checkout_dir)
+            findings = [*self._failed(status), *await self.migrator.readiness(inp.checkout_dir, status),
+                        *await self._unknown(status)]
+        except AevonError as exc:
+            # Prisma refuses an inconsistent folder (P3019 ...): when the folder explains it, that is a FAILED gate.
+            try:
+                folder = await self.migrator.readiness(inp.checkout_dir, MigrationStatus())
+            except AevonError:
+                folder = []
+            blocking = [f for f in folder if f.severity.rank >= Severity.HIGH.rank]
+            return CheckResult(
+                name=self.name, kind=self.kind, outcome=Outcome.FAILED if blocking else Outcome.ERROR,
+                summary="; ".join([*(f.message for f in blocking), str(exc)]), findings=folder,
+                duration_s=time.monotonic() - start)
+        if status.drift:
+            findings.append(Finding(
+                message=f"the database has drifted from the migration history: {status.message}",
+                severity=Severity.HIGH if self.settings.block_on_drift else Severity.MEDIUM))
+        blocking = [f for f in findings if f.severity.rank >= Severity.HIGH.rank]
+        counts = (f"{len(status.applied)} applied, {len(status.pending)} pending"
+                  + (f" ({', '.join(status.pending)})" if status.pending else "")
+                  + f", {len(status.failed)} failed, drift {'yes' if status.drift else 'no'}")
+        summary = "; ".join(f.message for f in blocking) if blocking else counts
+        return CheckResult(
+            name=self.name, kind=self.kind, outcome=Outcome.FAILED if blocking else Outcome.PASSED, summary=summary,
+            findings=findings,
+            metrics={"applied": len(status.applied), "pending": len(status.pending), "failed": len(status.failed),
+                     "drift": float(status.drift), "unknown": len(status.unknown)},
+            duration_s=time.monotonic() - start,
+        )
+
+    def _failed(self, status: MigrationStatus) -> list[Finding]:
+        out = []
+        for m in status.failed:
+            said = [line.strip() for line in status.failed_logs.get(m, "").splitlines() if line.strip()]
+            error = next((line for line in said if "ERROR:" in line), None)  # PostgreSQL's own message first
+            error = error or next((line for line in said if "rror" in line), said[0] if said else "")
+            out.append(Finding(
+                message=(f"migration {m} failed earlier" + (f" ({error[:300]})" if error else "") + ". Its script ran "
+                         "in one transaction, so none of it is applied. Fix it in a new commit, mark the failed "
+                         "attempt rolled back (what `prisma migrate resolve --rolled-back` does, which the offline "
+                         f"toolkit cannot run): {_RESOLVE_SQL.format(name=m)} then deploy again."),
+                severity=Severity.CRITICAL, location=m, detail={"rule": "failed", "logs": status.failed_logs.get(m)},
+            ))
+        return out
+
+    async def _unknown(self, status: MigrationStatus) -> list[Finding]:
+        if not status.unknown:
+            return []
+        kept = await self.kept(self.env) if self.kept is not None else {}
+        out = []
+        for m in status.unknown:
+            if m in kept:
+                out.append(Finding(
+                    message=f"migration {m} is applied but not in this checkout: the code-only rollback of "
+                            f"{kept[m]} kept it applied, so the database is ahead of this code (allowed)",
+                    severity=Severity.MEDIUM, location=m, detail={"rule": "kept-by-rollback"}))
+            else:
+                out.append(Finding(
+                    message=f"migration {m} is applied in the database but missing from the checkout's migrations "
+                            "folder, and no rollback explains it: the histories diverged (deleted or renamed "
+                            "migration, or a ref older than the database). Deploy a ref that contains it, or "
+                            "restore a backup (`aevon-deploy db restore`)",
+                    severity=Severity.HIGH if self.settings.block_on_unknown else Severity.MEDIUM, location=m,
+                    detail={"rule": "unknown-applied"}))
+        return out
+
+    async def record_baseline(self, inp: CheckInput, result: CheckResult) -> None:
+        return None
+
+
+def make_check(ctx: CheckContext) -> MigrationReadiness:
+    """Factory registered as `migration_readiness`; uses the environment's database spec and migrator.
+
+    The rollback journal is read from the ledger database (AEVON_STATE_DB_URL), only when the database holds
+    migrations the checkout lacks.
+    """
+    location = f"gates.{ctx.spec.name}"
+    settings = parse_settings(ReadinessSettings, ctx.spec.settings, f"{location}.settings")
+    db: DatabaseSpec | None = ctx.env.database
+    if db is None:
+        raise ConfigError("the environment has no database section", location)
+    url = ctx.secrets.get("database_url")
+    if url is None:
+        raise ConfigError("needs secrets: {database_url: <secret name>}", f"{location}.secrets")
+    factory = resolve(MIGRATORS, "migrator", db.provider, "database.provider")
+    state = ctx.baseline_dir.parent.parent / "migrations" / ctx.env.environment
+    migrator = factory(MigratorContext(env=ctx.env.environment, spec=db, database_url=url, state_dir=state))
+
+    async def kept(env: str) -> dict[str, str]:
+        from deployments.settings import AevonSettings
+        from providers.state.backups import BackupCatalog
+
+        return await BackupCatalog(AevonSettings().state_db_url).kept_migrations(env)
+
+    return MigrationReadiness(ctx.spec.name, ctx.env.environment, migrator, settings, kept)

@@ -1,0 +1,1 @@
+"""The Prisma migrator: migrate deploy/status with the offline toolkit, history table, inverse migrations."""

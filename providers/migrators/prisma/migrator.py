@@ -1,0 +1,364 @@
+"""Prisma migrate (the offline 6.19 toolkit of prisma_toolkit/) behind the Migrator protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from providers.errors import PermanentError, TransientError
+from providers.migrators import classify
+from providers.migrators.base import MigrationPlan, MigrationResult, MigrationStatus, MigratorContext
+from providers.migrators.prisma import consistency, inverse
+from providers.migrators.prisma.history import MigrationRow, MigrationsTable, summarize
+from providers.migrators.prisma.inverse import ShadowApplyFailed, inverse_steps
+from providers.models import Finding, Severity
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "prisma"
+TOOLKIT_DIR = Path(__file__).resolve().parent / "toolkit"
+SETUP_HINT = "run scripts/setup-prisma.sh (npm ci of providers/migrators/prisma/toolkit)"
+_OUTPUT_LIMIT = 4000
+# Prisma's "could not connect" family (P1001 unreachable, P1002 timeout, P1017 closed) and node socket errors.
+_TRANSIENT_RE = re.compile(
+    r"Can't reach database server|P100[12]\b|P1017\b|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EAI_AGAIN|"
+    r"Connection terminated|server closed the connection|the database system is (starting|shutting) up|"
+    r"too many clients",
+    re.IGNORECASE,
+)
+# The adapter warning Prisma prints on every call (the recipe keeps `url` in the schema on purpose).
+_NOISE_RE = re.compile(
+    r"WARNING: Your schema specifies the following datasource properties.*?only using driver adapters\.\n*",
+    re.DOTALL,
+)
+_LIST_HEADERS = {
+    "pending": re.compile(r"^Following migrations? ha(?:ve|s) not yet been applied:$"),
+    "failed": re.compile(r"^Following migrations? ha(?:ve|s) failed:$"),
+}
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """One Prisma CLI run: its arguments (no secrets in them), exit code, scrubbed output and duration."""
+
+    args: tuple[str, ...]
+    returncode: int
+    output: str
+    duration_s: float
+    stdout: str = ""  # only when asked for apart from the rest (a script `migrate diff` prints): not scrubbed
+
+
+class PrismaMigrator:
+    """Runs `prisma migrate status|deploy` and `prisma db execute` of the toolkit against the environment database.
+
+    The database URL reaches Prisma through the subprocess environment only; every text this class returns or
+    raises is scrubbed of the URL and its password. Each CLI call costs about 1-1.5 s (wasm schema engine).
+    """
+
+    def __init__(
+        self, ctx: MigratorContext, *, toolkit_dir: Path = TOOLKIT_DIR, timeout_s: float = 300.0
+    ) -> None:
+        self.ctx = ctx
+        self.toolkit_dir = toolkit_dir.resolve()
+        self.timeout_s = timeout_s
+        self.table = MigrationsTable(ctx.database_url, self.scrub)
+        self._secrets = _secrets_of(ctx.database_url.get_secret_value())
+
+    # -- the Migrator protocol ------------------------------------------------------------------------------
+
+    async def status(self, checkout: Path) -> MigrationStatus:
+        """Applied, pending, failed migrations and drift: `prisma migrate status` cross-checked with the table.
+
+        `migrate status` exits 1 when migrations are pending or failed: that is an answer, not an error. The
+        `_prisma_migrations` table is the source of truth; the CLI's lists only add to `failed` and the message.
+        """
+        # Both at once (the CLI takes ~1.2 s); a table error cancels the CLI call, which then kills Prisma.
+        cli_task = asyncio.create_task(self._cli(checkout, "migrate", "status"))
+        try:
+            rows = await self.table.rows()
+        except BaseException:
+            cli_task.cancel()
+            await asyncio.gather(cli_task, return_exceptions=True)
+            raise
+        cli = await cli_task
+        said = _parse_lists(cli.output)
+        if cli.returncode != 0 and not said["pending"] and not said["failed"]:
+            self._raise(cli, "migrate status")
+        local = self.local_migrations(checkout)
+        applied, failed, drift, notes = summarize(rows, local)
+        failed += [n for n in said["failed"] if n not in failed]
+        pending = [n for n in local if n not in applied and n not in failed]
+        if said["pending"] and said["pending"] != pending:
+            notes.append(f"prisma CLI lists pending {said['pending']}, the table says {pending}; trusting the table")
+        message = "; ".join(
+            [f"{len(applied)} applied, {len(pending)} pending, {len(failed)} failed", *notes]
+        )
+        unknown = sorted({r.name for r in rows if r.applied} - set(local))
+        logs = {r.name: self.scrub(r.logs or "")[-1500:] for r in rows if r.failed and r.name in failed}
+        return MigrationStatus(applied=applied, pending=pending, failed=failed, drift=drift, message=message,
+                               unknown=unknown, failed_logs=logs)
+
+    async def plan(self, checkout: Path, previous_checkout: Path | None) -> MigrationPlan:
+        """Pending migrations, their findings (pglast) and their inverse (`migrate diff`); changes nothing.
+
+        The inverse is judged before anything is applied: `inverse_loses_data` when the forward migrations destroy
+        data (no down script brings it back) or the down script would destroy data that exists now; no inverse at
+        all when a forward statement is one Prisma's diff cannot undo and a re-apply would then fail.
+        """
+        status = await self.status(checkout)
+        findings = await self.assess(checkout, status.pending)
+        if not status.pending:
+            return MigrationPlan(findings=findings)
+        try:
+            steps = await inverse_steps(self, checkout, status.pending)
+        except ShadowApplyFailed as exc:  # it fails on an empty copy: it would fail here too, before any change
+            invalid = Finding(message=f"invalid: {exc.migration} fails on a shadow database: {exc.output}",
+                              severity=Severity.HIGH, location=f"{exc.migration}/migration.sql",
+                              detail={"category": classify.Category.INVALID.value})
+            return MigrationPlan(pending=status.pending, findings=[*findings, invalid],
+                                 destructive=classify.is_destructive(findings))
+        migrations = self._paths(checkout)[1]
+        forward = [(m, (migrations / m / "migration.sql").read_text(errors="replace")) for m in status.pending]
+        judged = await inverse.judge(forward, findings, steps, self.inverse_footprint)
+        return MigrationPlan(
+            pending=status.pending,
+            findings=findings + judged.findings,
+            destructive=classify.is_destructive(findings),
+            inverse_sql=inverse.compose(judged.steps, status.pending) if judged.steps else None,
+            inverse_steps=judged.steps,
+            inverse_loses_data=judged.loses_data,
+        )
+
+    async def readiness(self, checkout: Path, status: MigrationStatus) -> list[Finding]:
+        """The migrations folder's consistency and each pending migration parsing (providers/migrators/consistency)."""
+        schema, migrations = self._paths(checkout)
+        return [*consistency.check_folder(schema, migrations),
+                *consistency.check_pending(migrations, status.pending, status.applied)]
+
+    async def inverse_footprint(self, inverse_sql: str | None) -> dict[str, int]:
+        """Rows holding data in each table or column the inverse destroys (0 when absent); {} without an inverse."""
+        if inverse_sql is None or inverse.is_empty(inverse_sql):
+            return {}
+        targets, _ = inverse.destroyed_by(inverse_sql)
+        if not targets:
+            return {}
+        async with self.table.connection("inverse footprint") as conn:
+            return await inverse.footprint(conn, targets)
+
+    async def apply(self, checkout: Path) -> MigrationResult:
+        """`prisma migrate deploy`; returns the migrations this call applied (table before/after).
+
+        Idempotent: nothing pending -> nothing applied. A migration PostgreSQL refuses -> PermanentError with
+        Prisma's (scrubbed) output; a database that cannot be reached -> TransientError.
+        """
+        self.local_migrations(checkout)  # validates the paths before anything runs
+        before = _applied_names(await self.table.rows())
+        cli = await self._cli(checkout, "migrate", "deploy")
+        if cli.returncode != 0:
+            self._raise(cli, "migrate deploy")
+        after = await self.table.rows()
+        new = [r.name for r in sorted(after, key=_finish_order) if r.applied and r.name not in before]
+        log.info("prisma migrate deploy applied %d migration(s) in %.2fs: %s", len(new), cli.duration_s, new)
+        return MigrationResult(applied=list(dict.fromkeys(new)), output=cli.output, duration_s=cli.duration_s)
+
+    async def revert(self, checkout: Path, applied: list[str], inverse_sql: str | None) -> MigrationResult:
+        """Run `inverse_sql` and forget `applied` in `_prisma_migrations`, in one transaction (`db execute`).
+
+        Afterwards `status` lists them pending again and a later `apply` re-applies them. Idempotent: when none
+        of them is recorded as applied any more, nothing runs. `MigrationResult.applied` lists the migrations
+        this call reverted.
+        """
+        if inverse_sql is None:
+            raise PermanentError(
+                "no inverse migration is prepared for " + (", ".join(applied) or "these migrations"),
+                provider=PROVIDER, resource="revert",
+            )
+        for name in applied:
+            if not _is_migration_name(name):
+                raise PermanentError(f"not a migration name: {name[:80]!r}", provider=PROVIDER, resource="revert")
+        recorded = _applied_names(await self.table.rows())
+        todo = [n for n in applied if n in recorded]
+        if not todo:
+            return MigrationResult(applied=[], output="nothing to revert: none of them is applied")
+        if len(todo) != len(applied):
+            missing = [n for n in applied if n not in recorded]
+            raise PermanentError(
+                f"cannot revert {todo}: {missing} are not recorded as applied (partial state, check by hand)",
+                provider=PROVIDER, resource="revert",
+            )
+        # Names are validated above (letters, digits, _ . -), so they are safe as SQL string literals. The lone
+        # ';' ends the inverse even when its last line is a comment (an empty statement is harmless).
+        names = ", ".join(f"'{n}'" for n in todo)
+        forget = f'DELETE FROM "_prisma_migrations" WHERE "migration_name" IN ({names});'  # noqa: S608
+        script = f"{inverse_sql.rstrip()}\n;\n{forget}\n"
+        schema = str(self._paths(checkout)[0])
+        cli = await self._cli(checkout, "db", "execute", "--stdin", "--schema", schema, stdin=script)
+        if cli.returncode != 0:
+            self._raise(cli, "revert (db execute)")
+        log.info("prisma reverted %s in %.2fs", todo, cli.duration_s)
+        return MigrationResult(applied=todo, output=cli.output, duration_s=cli.duration_s)
+
+    # -- findings and the inverse ---------------------------------------------------------------------------
+
+    async def assess(self, checkout: Path, pending: list[str]) -> list[Finding]:
+        """One finding per statement of `pending` (additive, locking, destructive ...), parsed with pglast."""
+        migrations = self._paths(checkout)[1]
+        sources = [(m, (migrations / m / "migration.sql").read_text(errors="replace")) for m in pending
+                   if (migrations / m / "migration.sql").is_file()]
+        return classify.findings(sources)
+
+    async def prepare_inverse(
+        self, checkout: Path, previous_checkout: Path | None, pending: list[str]
+    ) -> str | None:
+        """The down script undoing `pending`, prepared before applying (None when nothing is pending).
+
+        `prisma migrate diff --from-migrations <checkout's migrations> --to-migrations <the same without pending>`:
+        the "to" side is the database's state before this deploy, built from the checkout rather than taken from
+        `previous_checkout` (the last good release), which would be wrong when the database keeps migrations of a
+        code-only rollback, and is absent on a first deploy (where the inverse drops what the migrations created).
+        """
+        if not pending:
+            return None
+        return inverse.compose(await inverse_steps(self, checkout, pending), pending)
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def local_migrations(self, checkout: Path) -> dict[str, set[str]]:
+        """Migration folders of `checkout` in apply order -> accepted checksums of their migration.sql."""
+        migrations = self._paths(checkout)[1]
+        found: dict[str, set[str]] = {}
+        for sql in sorted(migrations.glob("*/migration.sql")):
+            data = sql.read_bytes()
+            lf = data.replace(b"\r\n", b"\n")
+            found[sql.parent.name] = {hashlib.sha256(v).hexdigest() for v in (data, lf, lf.replace(b"\n", b"\r\n"))}
+        return found
+
+    def scrub(self, text: str) -> str:
+        """`text` without the database URL, its password, or any `scheme://user:password@` credentials."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return re.sub(r"(\w+://[^\s:/@]*:)[^\s@]+@", r"\1***@", text)
+
+    def _paths(self, checkout: Path) -> tuple[Path, Path]:
+        root = checkout.resolve()
+        paths = []
+        spec = self.ctx.spec
+        for field, rel in (("schema_path", spec.schema_path), ("migrations_path", spec.migrations_path)):
+            path = (root / rel).resolve()
+            if not path.is_relative_to(root) or not path.exists():
+                raise PermanentError(
+                    f"database.{field} {rel!r} does not exist inside the checkout",
+                    provider=PROVIDER, resource=str(root),
+                )
+            paths.append(path)
+        return paths[0], paths[1]
+
+    def _env(self, checkout: Path) -> dict[str, str]:
+        schema, migrations = self._paths(checkout)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PRISMA_", "AEVON_PRISMA_"))}
+        env.update(
+            DATABASE_URL=self.ctx.database_url.get_secret_value(),
+            AEVON_PRISMA_SCHEMA=str(schema),
+            AEVON_PRISMA_MIGRATIONS=str(migrations),
+            CHECKPOINT_DISABLE="1",
+            PRISMA_HIDE_UPDATE_MESSAGE="1",
+            NO_COLOR="1",
+            NODE_OPTIONS=f"--require {self.toolkit_dir / 'unref-long-timers.cjs'}",
+        )
+        return env
+
+    async def _cli(self, checkout: Path, *args: str, stdin: str | None = None, split: bool = False) -> CliResult:
+        prisma = self.toolkit_dir / "node_modules" / ".bin" / "prisma"
+        if not prisma.exists():
+            raise PermanentError(f"the Prisma toolkit is not installed: {SETUP_HINT}", provider=PROVIDER)
+        argv = [str(prisma), *args, "--config", str(self.toolkit_dir / "prisma.config.ts")]
+        started = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=self.toolkit_dir, env=self._env(checkout),
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE if split else asyncio.subprocess.STDOUT,
+        )
+        try:
+            data = stdin.encode() if stdin is not None else None
+            out, err = await asyncio.wait_for(proc.communicate(data), self.timeout_s)
+        except TimeoutError as exc:
+            await _kill(proc)
+            raise TransientError(
+                f"prisma {' '.join(args[:2])} timed out after {self.timeout_s:.0f}s", provider=PROVIDER
+            ) from exc
+        except BaseException:  # cancelled: never leave a Prisma process behind
+            await _kill(proc)
+            raise
+        duration = time.monotonic() - started
+        said = err if split else out
+        text = _NOISE_RE.sub("", self.scrub(said.decode(errors="replace")))
+        rc = proc.returncode if proc.returncode is not None else -1
+        log.info("prisma %s: exit %d in %.2fs", " ".join(args[:2]), rc, duration)
+        return CliResult(tuple(args), rc, text.strip(), duration, out.decode(errors="replace") if split else "")
+
+    def _raise(self, cli: CliResult, action: str) -> None:
+        tail = cli.output[-_OUTPUT_LIMIT:]
+        kind = TransientError if _TRANSIENT_RE.search(cli.output) else PermanentError
+        raise kind(f"{action} failed (exit {cli.returncode}):\n{tail}", provider=PROVIDER, resource=action)
+
+
+def make_migrator(ctx: MigratorContext) -> PrismaMigrator:
+    """Registry factory (providers/registry.py MIGRATORS["prisma"]).
+
+    `ctx.spec.settings` may set `toolkit_dir` (another install of the toolkit) and `timeout_s` (per CLI call).
+    """
+    settings = ctx.spec.settings
+    toolkit = Path(str(settings.get("toolkit_dir", TOOLKIT_DIR)))
+    return PrismaMigrator(ctx, toolkit_dir=toolkit, timeout_s=float(settings.get("timeout_s", 300.0)))
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+        await asyncio.shield(proc.wait())
+
+
+def _secrets_of(url: str) -> list[str]:
+    secrets = [url]
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        secrets += [password, unquote(password)]
+    return sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
+
+
+def _parse_lists(output: str) -> dict[str, list[str]]:
+    """The migration names under `migrate status`'s "have not yet been applied" / "have failed" headers."""
+    lists: dict[str, list[str]] = {"pending": [], "failed": []}
+    current: list[str] | None = None
+    for raw in output.splitlines():
+        line = raw.strip()
+        header = next((k for k, rx in _LIST_HEADERS.items() if rx.match(line)), None)
+        if header is not None:
+            current = lists[header]
+        elif current is not None and _is_migration_name(line):
+            current.append(line)
+        else:
+            current = None
+    return lists
+
+
+def _is_migration_name(name: str) -> bool:
+    return re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}", name) is not None
+
+
+def _applied_names(rows: list[MigrationRow]) -> set[str]:
+    return {r.name for r in rows if r.applied}
+
+
+def _finish_order(row: MigrationRow) -> tuple[float, str]:
+    return (row.finished_at.timestamp() if row.finished_at else 0.0, row.name)

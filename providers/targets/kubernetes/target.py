@@ -1,0 +1,346 @@
+"""The `kubernetes` and `gke` service targets: set a Deployment's image to the release SHA, follow, undo."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from typing import Any
+
+from providers.errors import PermanentError
+from providers.models import DeployHandle, DeployResult, DeployStatus, Release, ServiceVersion
+from providers.targets.base import TargetContext
+from providers.targets.kubernetes.api import Connection, DeploymentApi
+from providers.targets.kubernetes.client import gke_connection, kubeconfig_connection
+from providers.targets.kubernetes.errors import RetryingCaller
+from providers.targets.kubernetes.rollout import (
+    CHANGE_CAUSE_ANNOTATION,
+    capacity_drop,
+    deployment_revision,
+    equal_ignore_hash,
+    revision_of,
+    revisions_served,
+    rollback_patch,
+    rollout_status,
+)
+from providers.targets.kubernetes.settings import KubeSettings, parse_settings
+
+log = logging.getLogger(__name__)
+
+RELEASE_ANNOTATION = "aevon.dev/release-id"
+SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
+STRATEGIC = "application/strategic-merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+Json = dict[str, Any]
+
+
+class KubernetesTarget:
+    """One service = one Deployment. Deploy sets the containers' image to `<repository>:<sha>`.
+
+    Idempotency: a Deployment whose template already has that image and our release annotation is not patched
+    again. Readiness follows `kubectl rollout status`; rollback follows `kubectl rollout undo --to-revision`.
+    Blocking client calls run in worker threads; transient failures are retried inside (RetryingCaller).
+    """
+
+    def __init__(self, *, service: str, provider: str, settings: KubeSettings, connection: Connection) -> None:
+        self.service = service
+        self.provider = provider
+        self.settings = settings
+        self.namespace = settings.namespace
+        self.name = settings.deployment or service
+        self.resource = f"deployment {self.namespace}/{self.name}"
+        caller = RetryingCaller(
+            provider,
+            attempts=settings.api_attempts,
+            backoff_s=settings.api_backoff_s,
+            max_wait_s=settings.api_max_wait_s,
+        )
+        self._api = DeploymentApi(
+            connection, caller, self.namespace, self.name, self.resource, settings.request_timeout_s
+        )
+
+    def _container_names(self, template: Json) -> list[str]:
+        containers = (template.get("spec") or {}).get("containers") or []
+        have = [c["name"] for c in containers]
+        if self.settings.containers:
+            missing = [n for n in self.settings.containers if n not in have]
+            if missing:
+                raise PermanentError(
+                    f"container(s) {', '.join(missing)} not in the pod template (has: {', '.join(have)})",
+                    provider=self.provider,
+                    resource=self.resource,
+                )
+            return list(self.settings.containers)
+        if len(have) != 1:
+            raise PermanentError(
+                f"the pod template has {len(have)} containers ({', '.join(have)}); "
+                f"name the ones to update in services.{self.service}.settings.containers",
+                provider=self.provider,
+                resource=self.resource,
+            )
+        return have
+
+    def _images(self, template: Json) -> dict[str, str]:
+        containers = (template.get("spec") or {}).get("containers") or []
+        return {c["name"]: c.get("image", "") for c in containers}
+
+    def _version_of(self, template: Json) -> tuple[str, str]:
+        """(version, image) of a pod template: the tag of our repository's image, else the image itself."""
+        images = self._images(template)
+        names = [n for n in self.settings.containers if n in images] or list(images)
+        image = images[names[0]] if names else ""
+        prefix = f"{self.settings.repository}:"
+        return (image[len(prefix) :] if image.startswith(prefix) else image), image
+
+    @staticmethod
+    def _release_of(template: Json) -> str | None:
+        value = ((template.get("metadata") or {}).get("annotations") or {}).get(RELEASE_ANNOTATION)
+        return str(value) if value is not None else None
+
+    def _check_capacity(self, dep: Json, *, refuse: bool) -> str | None:
+        if self.settings.zero_downtime == "off":
+            return None
+        try:
+            why = capacity_drop(dep)
+        except ValueError as exc:
+            message = f"unreadable rollout strategy: {exc}"
+            raise PermanentError(message, provider=self.provider, resource=self.resource) from exc
+        if why is None:
+            return None
+        if refuse and self.settings.zero_downtime == "refuse":
+            raise PermanentError(
+                f"refusing to roll out: {why}; or set services.{self.service}.settings.zero_downtime to warn or off",
+                provider=self.provider,
+                resource=self.resource,
+            )
+        log.warning("%s %s: rollout may drop capacity: %s", self.provider, self.resource, why)
+        return why
+
+    def _refuse_paused(self, dep: Json, what: str) -> None:
+        if (dep.get("spec") or {}).get("paused"):
+            raise PermanentError(
+                f"you cannot {what} a paused deployment; resume it first with "
+                f"'kubectl rollout resume deployment/{self.name}' and try again",
+                provider=self.provider,
+                resource=self.resource,
+            )
+
+    def _service_version(self, obj: Json, template: Json, revision: int) -> ServiceVersion:
+        version, image = self._version_of(template)
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        return ServiceVersion(
+            service=self.service,
+            version=version,
+            release_id=self._release_of(template) or annotations.get(RELEASE_ANNOTATION),
+            vendor_ref=str(revision) if revision else None,
+            detail={
+                "image": image,
+                "namespace": self.namespace,
+                "deployment": self.name,
+                "change_cause": annotations.get(CHANGE_CAUSE_ANNOTATION),
+            },
+        )
+
+    # -- ServiceTarget ------------------------------------------------------------------------------------------
+    async def current(self) -> ServiceVersion | None:
+        """The version serving now: the pod template's image tag (the SHA) and revision once its rollout is
+        complete; while a rollout is unfinished or failed, the ReplicaSet with the most available pods."""
+        dep = await self._api.read()
+        status = rollout_status(dep)
+        if status.done:
+            return self._service_version(dep, dep["spec"]["template"], revision_of(dep))
+        serving = [
+            rs
+            for rs in await self._api.replica_sets(dep)
+            if int((rs.get("status") or {}).get("availableReplicas") or 0)
+        ]
+        if not serving:
+            version = self._service_version(dep, dep["spec"]["template"], revision_of(dep))
+        else:
+            rs = max(serving, key=lambda r: (int(r["status"]["availableReplicas"]), revision_of(r)))
+            version = self._service_version(rs, rs["spec"]["template"], revision_of(rs))
+        version.detail["rollout"] = status.message
+        version.detail["desired_version"] = self._version_of(dep["spec"]["template"])[0]
+        return version
+
+    async def deploy(self, release: Release) -> DeployHandle:
+        """Strategic-merge patch of the containers' image + release annotations; skipped when already there."""
+        if not SHA_RE.match(release.sha):
+            raise PermanentError(
+                f"release sha {release.sha!r} is not a git SHA", provider=self.provider, resource=self.resource
+            )
+        dep = await self._api.read()
+        template = dep["spec"]["template"]
+        names = self._container_names(template)
+        image = f"{self.settings.repository}:{release.sha}"
+        images = self._images(template)
+        detail: dict[str, Any] = {
+            "namespace": self.namespace,
+            "deployment": self.name,
+            "image": image,
+            "template_release": release.release_id,
+            "previous_revision": revision_of(dep),
+        }
+        if all(images[n] == image for n in names) and self._release_of(template) == release.release_id:
+            detail["patched"] = False
+            return self._handle(release.sha, release.release_id, detail)
+        self._refuse_paused(dep, "roll out")
+        warning = self._check_capacity(dep, refuse=True)
+        if warning:
+            detail["warning"] = warning
+        annotations = {
+            RELEASE_ANNOTATION: release.release_id,
+            CHANGE_CAUSE_ANNOTATION: f"aevon-deploy {release.release_id}: {image}",
+        }
+        body = {
+            "metadata": {"annotations": annotations},
+            "spec": {
+                "template": {
+                    "metadata": {"annotations": {RELEASE_ANNOTATION: release.release_id}},
+                    "spec": {"containers": [{"name": n, "image": image} for n in names]},
+                }
+            },
+        }
+        patched = await self._api.patch(body, STRATEGIC, "PATCH deployment (set image)")
+        detail["patched"] = True
+        detail["generation"] = (patched.get("metadata") or {}).get("generation")
+        return self._handle(release.sha, release.release_id, detail)
+
+    def _handle(self, version: str, release_id: str | None, detail: dict[str, Any]) -> DeployHandle:
+        return DeployHandle(service=self.service, version=version, release_id=release_id, detail=detail)
+
+    async def wait_ready(self, handle: DeployHandle, timeout: float) -> DeployResult:
+        """Poll the Deployment and decide exactly as `kubectl rollout status` does, until done/failed/timeout."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        deadline = loop.time() + timeout
+        expected = handle.detail.get("template_release")
+        message = ""
+        while True:
+            dep = await self._api.read()
+            template = dep["spec"]["template"]
+            running = self._release_of(template)
+            if expected is not None and running != expected:
+                return self._result(
+                    handle, DeployStatus.FAILED, f"superseded: the Deployment now runs release {running}", started
+                )
+            status = rollout_status(dep)
+            message = status.message
+            if status.failed:
+                return self._result(handle, DeployStatus.FAILED, message, started)
+            if status.done:
+                ready = handle.model_copy(update={"vendor_ref": str(revision_of(dep))})
+                return self._result(ready, DeployStatus.READY, message, started)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return self._result(handle, DeployStatus.FAILED, f"not ready after {timeout:g}s: {message}", started)
+            await asyncio.sleep(min(self.settings.poll_interval_s, remaining))
+
+    @staticmethod
+    def _result(handle: DeployHandle, status: DeployStatus, message: str, started: float) -> DeployResult:
+        return DeployResult(handle=handle, status=status, message=message, duration_s=time.monotonic() - started)
+
+    async def _find_replica_set(self, dep: Json, to: ServiceVersion) -> Json:
+        replica_sets = await self._api.replica_sets(dep)
+        rs: Json | None = None
+        if to.vendor_ref:
+            try:
+                wanted = int(to.vendor_ref)
+            except ValueError as exc:
+                raise PermanentError(
+                    f"vendor_ref {to.vendor_ref!r} is not a revision", provider=self.provider, resource=self.resource
+                ) from exc
+            rs = deployment_revision(replica_sets, wanted)
+            if rs is None:  # a reused ReplicaSet moved to a newer revision and keeps the old one in its history
+                rs = next((r for r in replica_sets if wanted in revisions_served(r)), None)
+            if rs is None:
+                raise PermanentError(
+                    f"unable to find revision {wanted} in the rollout history",
+                    provider=self.provider,
+                    resource=self.resource,
+                )
+        if rs is None and to.version:
+            image = f"{self.settings.repository}:{to.version}"
+            names = self._container_names(dep["spec"]["template"])
+            matches = [
+                r for r in replica_sets if all(self._images(r["spec"]["template"]).get(n) == image for n in names)
+            ]
+            same_release = [r for r in matches if self._release_of(r["spec"]["template"]) == to.release_id]
+            pool = same_release or matches
+            rs = max(pool, key=revision_of) if pool else None
+        if rs is None:
+            raise PermanentError(
+                f"unable to find image tag {to.version} in the rollout history",
+                provider=self.provider,
+                resource=self.resource,
+            )
+        found_version, _image = self._version_of(rs["spec"]["template"])
+        if to.version and found_version != to.version:
+            raise PermanentError(
+                f"revision {to.vendor_ref} runs {found_version}, not {to.version}; refusing to roll back to it",
+                provider=self.provider,
+                resource=self.resource,
+            )
+        return rs
+
+    async def rollback(self, to: ServiceVersion) -> DeployHandle:
+        """`kubectl rollout undo --to-revision`: patch the template back to that revision's ReplicaSet."""
+        dep = await self._api.read()
+        rs = await self._find_replica_set(dep, to)
+        to_revision = revision_of(rs)
+        version, image = self._version_of(rs["spec"]["template"])
+        detail: dict[str, Any] = {
+            "namespace": self.namespace,
+            "deployment": self.name,
+            "image": image,
+            "to_revision": to_revision,
+            "from_revision": revision_of(dep),
+            "template_release": self._release_of(rs["spec"]["template"]),
+        }
+        release_id = detail["template_release"] or to.release_id
+        self._refuse_paused(dep, "rollback")
+        if equal_ignore_hash(rs["spec"]["template"], dep["spec"]["template"]):
+            detail["skipped"] = f"skipped rollback (current template already matches revision {to_revision})"
+            handle = self._handle(version, release_id, detail)
+            return handle.model_copy(update={"vendor_ref": str(revision_of(dep))})
+        warning = self._check_capacity(dep, refuse=False)
+        if warning:
+            detail["warning"] = warning
+        await self._api.patch(rollback_patch(dep, rs), JSON_PATCH, f"PATCH deployment (undo to revision {to_revision})")
+        detail["skipped"] = None
+        return self._handle(version, release_id, detail)
+
+    async def history(self) -> list[ServiceVersion]:
+        """The Deployment's ReplicaSets by revision, newest first (what `kubectl rollout history` lists)."""
+        dep = await self._api.read()
+        replica_sets = sorted(await self._api.replica_sets(dep), key=revision_of, reverse=True)
+        return [self._service_version(rs, rs["spec"]["template"], revision_of(rs)) for rs in replica_sets]
+
+    async def aclose(self) -> None:
+        """Close the ApiClient when this target built it (an injected one belongs to its owner)."""
+        await self._api.aclose()
+
+
+def _token(ctx: TargetContext) -> str | None:
+    secret = ctx.secrets.get("token")
+    return secret.get_secret_value() if secret is not None else None
+
+
+def make_target(ctx: TargetContext) -> KubernetesTarget:
+    """Factory for `kubernetes`: a kubeconfig (path/context), or an injected `ctx.extra["api_client"]`."""
+    settings = parse_settings(ctx.spec.name, "kubernetes", ctx.spec.settings)
+    connection = kubeconfig_connection(settings, _token(ctx), ctx.extra.get("api_client"))
+    return KubernetesTarget(service=ctx.spec.name, provider="kubernetes", settings=settings, connection=connection)
+
+
+def make_gke_target(ctx: TargetContext) -> KubernetesTarget:
+    """Factory for `gke`: reads the cluster (endpoint, CA) with google-cloud-container on first use.
+
+    Injectable through `ctx.extra`: "api_client" (skips the lookup), "cluster_manager" (a ClusterManagerClient),
+    "google_credentials". Without them: ctx.secrets["token"] as a static access token, else ADC.
+    """
+    settings = parse_settings(ctx.spec.name, "gke", ctx.spec.settings)
+    connection = gke_connection(settings, _token(ctx), ctx.extra)
+    return KubernetesTarget(service=ctx.spec.name, provider="gke", settings=settings, connection=connection)
