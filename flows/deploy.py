@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,7 +26,7 @@ from flows.runtime import Runtime, build_runtime
 from providers.checks.base import CheckInput
 from providers.errors import AevonError, ConfigError
 from providers.models import DeployStatus, Release, ServiceVersion, utcnow
-from providers.source.git import validate_ref
+from providers.source.refs import check_ref
 from providers.state.ledger import Ledger
 from tasks.checks import is_blocking, run_check
 from tasks.common import as_is
@@ -108,8 +107,8 @@ async def run_deploy(env: str, ref: str, allow_destructive: bool, spec_dir: str 
     ledger: Ledger | None = None
     try:
         with report.step("load spec and secrets"):
-            validate_ref(ref)
             rt = build_runtime(env, Path(spec_dir) if spec_dir else None)
+            check_ref(rt.spec, ref)
         ledger = await Ledger.connect(rt.settings.state_db_url)
         ACTIVE[env] = rt
         async with environment_lock(env, rt.settings.lock_lease_s, _holder(ledger, env)):
@@ -239,10 +238,7 @@ async def _run(
 
 
 async def _resolve(rt: Runtime, ref: str, flow_run_id: str) -> Release:
-    pattern = rt.spec.source.ref_pattern
-    if pattern and not re.fullmatch(pattern, ref):
-        raise ConfigError(f"ref {ref!r} does not match {pattern!r} required in {rt.spec.environment}", "--ref")
-    sha = await rt.source.resolve(ref)
+    sha = await rt.source.resolve(ref)  # check_ref ran in run_deploy, before the lock
     checkout = await rt.source.checkout(sha)
     release_id = f"{rt.spec.environment}-{sha[:12]}-{flow_run_id.replace('-', '')[:8]}"
     return Release(release_id=release_id, env=rt.spec.environment, ref=ref, sha=sha, checkout_dir=str(checkout))

@@ -8,6 +8,7 @@ from flows.runtime import Runtime
 from providers.checks.base import CheckInput
 from providers.errors import AevonError
 from providers.models import CheckResult, Outcome, Release, ServiceVersion
+from providers.source.refs import check_ref
 
 
 async def render_plan(rt: Runtime, ref: str | None) -> str:
@@ -16,7 +17,7 @@ async def render_plan(rt: Runtime, ref: str | None) -> str:
     lines = [f"Plan for {spec.environment}" + (f" @ {ref}" if ref else "") + f"  (spec: {rt.spec_file})"]
     release: Release | None = None
     if ref:
-        sha = await rt.source.resolve(ref)
+        sha = await rt.source.resolve(check_ref(spec, ref))  # the rules deploy applies (flows/deploy.py)
         checkout = await rt.source.checkout(sha)
         release = Release(release_id="plan", env=spec.environment, ref=ref, sha=sha, checkout_dir=str(checkout))
         lines[0] += f"  commit {sha[:12]}"

@@ -13,10 +13,10 @@ from providers.clients.github import GitHubClient, GitHubSettings, github_sessio
 from providers.errors import ConfigError, PermanentError
 from providers.gates.base import GitHubGate, gate_settings
 from providers.models import CheckResult, Finding, Severity
-from providers.source.git import GitSource, validate_ref
+from providers.source.git import GitSource
+from providers.source.refs import looks_like_sha, validate_ref
 
 DEFAULT_PATTERN = r"^v\d+\.\d+\.\d+$"
-_SHA_LIKE = re.compile(r"^[0-9a-f]{7,40}$")
 RefKind = Literal["tag", "branch", "sha", "unknown"]
 
 
@@ -107,7 +107,7 @@ class ReleaseTagGate(GitHubGate):
     async def _github_kind(self, gh: GitHubClient, name: str) -> RefKind:
         if await gh.get_optional(gh.repo_path(f"/git/ref/heads/{name}"), resource=f"{self.repository} {name}"):
             return "branch"
-        return "sha" if _SHA_LIKE.match(name) else "unknown"
+        return "sha" if looks_like_sha(name) else "unknown"
 
     async def _git_tag_target(self, tag: str) -> str | None:
         if not await self.git.is_tag(tag):
@@ -119,7 +119,7 @@ class ReleaseTagGate(GitHubGate):
             await self.git.resolve(f"refs/heads/{name}")
             return "branch"
         except ConfigError:
-            return "sha" if _SHA_LIKE.match(name) else "unknown"
+            return "sha" if looks_like_sha(name) else "unknown"
 
 
 def make_check(ctx: CheckContext) -> ReleaseTagGate:

@@ -1,4 +1,4 @@
-"""The target app's git source: validate a ref, resolve it to a SHA, check a SHA out into a cache directory."""
+"""The target app's git source: resolve a ref (rules in providers/source/refs.py) to a SHA, check a SHA out."""
 
 from __future__ import annotations
 
@@ -11,17 +11,7 @@ import tempfile
 from pathlib import Path
 
 from providers.errors import ConfigError, PermanentError, TransientError
-
-# git check-ref-format rules that matter here, plus: no leading '-', no whitespace, no '..', no '@{', bounded.
-_REF_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*@\{)(?!.*//)[A-Za-z0-9._/@+-]{1,200}(?<![./])$")
-_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
-
-
-def validate_ref(ref: str) -> str:
-    """Return `ref` when it is a well-formed git ref (branch, tag or SHA), else raise ConfigError."""
-    if not _REF_RE.match(ref) or ref.endswith(".lock"):
-        raise ConfigError(f"malformed git ref {ref!r}", "--ref")
-    return ref
+from providers.source.refs import REF_LOCATION, is_full_sha, require_sha, validate_ref
 
 
 async def _git(repo: str, *args: str, timeout: float = 60, transient: bool = False) -> str:
@@ -77,10 +67,10 @@ class GitSource:
             local = await self._local()
             out = await _git(local, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
         except PermanentError as exc:
-            raise ConfigError(f"ref {ref!r} does not name a commit in {self.repo}", "--ref") from exc
+            raise ConfigError(f"ref {ref!r} does not name a commit in {self.repo}", REF_LOCATION) from exc
         sha = out.strip()
-        if not _SHA_RE.match(sha):
-            raise ConfigError(f"ref {ref!r} does not name a commit in {self.repo}", "--ref")
+        if not is_full_sha(sha):
+            raise ConfigError(f"ref {ref!r} does not name a commit in {self.repo}", REF_LOCATION)
         return sha
 
     async def is_tag(self, ref: str) -> bool:
@@ -93,8 +83,7 @@ class GitSource:
 
     async def checkout(self, sha: str) -> Path:
         """A read-only-by-convention checkout of `sha` (cached: the same SHA is extracted once)."""
-        if not _SHA_RE.match(sha):
-            raise ConfigError(f"not a full commit SHA: {sha!r}")
+        require_sha(sha, "checkout", location=None)
         dest = self.cache_dir / sha
         if (dest / ".aevon-complete").exists():
             return dest

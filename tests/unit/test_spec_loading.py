@@ -11,7 +11,7 @@ from deployments.loader import load_spec
 from deployments.settings import needed_secrets
 from flows.runtime import build_runtime, service_layers
 from providers.errors import ConfigError, SecretMissing
-from providers.source.git import validate_ref
+from providers.source.refs import validate_ref
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "deployments"

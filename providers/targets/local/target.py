@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 import time
 from datetime import timedelta
@@ -15,6 +14,7 @@ import httpx
 
 from providers.errors import ConfigError, DeployFailed, PermanentError
 from providers.models import DeployHandle, DeployResult, DeployStatus, Release, ServiceVersion, utcnow
+from providers.source.refs import require_sha
 from providers.targets.base import TargetContext
 from providers.targets.local import proxy
 from providers.targets.local.process import (
@@ -30,7 +30,6 @@ from providers.targets.local.process import (
 from providers.targets.local.settings import LocalSettings, load_settings
 from providers.targets.local.state import LIVE, HistoryEntry, Instance, State, StateStore
 
-_SHA = re.compile(r"^[0-9a-f]{40}$")
 _NEVER_STARTED = timedelta(seconds=60)  # a recorded instance with no pid (nor pid file) after this never started
 
 
@@ -330,9 +329,7 @@ def _result(handle: DeployHandle, status: DeployStatus, message: str, t0: float)
 
 
 def _check_sha(sha: str) -> str:
-    if not _SHA.match(sha):
-        raise ConfigError(f"not a full commit SHA: {sha[:60]!r}", "release.sha")
-    return sha
+    return require_sha(sha)
 
 
 def _expand(template: str, subst: dict[str, str]) -> str:

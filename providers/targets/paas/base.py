@@ -17,11 +17,11 @@ from providers.clients.http import VendorClient
 from providers.config import parse_settings
 from providers.errors import ConfigError, PermanentError, SecretMissing, TransientError
 from providers.models import DeployHandle, DeployResult, DeployStatus, Release, ServiceVersion, utcnow
+from providers.source.refs import require_sha
 from providers.targets.base import TargetContext
 
 RELEASE_KEY = "AEVON_RELEASE_ID"  # the marker a vendor-side field carries (env var, metadata key)
 TERMINAL = frozenset({DeployStatus.READY, DeployStatus.FAILED, DeployStatus.CANCELED})
-_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
 def _has_sha(v: str) -> str:
@@ -77,9 +77,7 @@ def load(ctx: TargetContext, model: type[S]) -> tuple[S, SecretStr, httpx.AsyncC
 
 def valid_sha(release: Release) -> str:
     """The release's SHA, refused unless it is a full 40-hex commit id."""
-    if not _SHA_RE.match(release.sha):
-        raise ConfigError(f"release {release.release_id}: {release.sha!r} is not a 40-hex commit SHA", "release.sha")
-    return release.sha
+    return require_sha(release.sha, f"release {release.release_id}")
 
 
 def retry_wait(settings: PaasSettings, attempt: int, exc: TransientError) -> float:
