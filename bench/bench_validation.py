@@ -36,7 +36,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 from prefect import flow  # noqa: E402
 
 from deployments.spec import CheckSpec, EnvironmentSpec  # noqa: E402
-from providers.checks.base import Check, CheckContext, CheckInput  # noqa: E402
+from providers.checks.base import VALIDATION, Check, CheckContext, CheckInput  # noqa: E402
 from providers.errors import ConfigError  # noqa: E402
 from providers.models import CheckResult  # noqa: E402
 from providers.registry import CHECKS, resolve  # noqa: E402
@@ -68,7 +68,7 @@ def _worst_p95(result: CheckResult) -> list[float]:
 def build_checks(env: EnvironmentSpec, tmp: Path) -> list[tuple[CheckSpec, Check]]:
     """The spec's validation checks through the registry; a check that cannot be built here is left out (said so)."""
     pairs: list[tuple[CheckSpec, Check]] = []
-    for spec in env.validation.checks:
+    for index, spec in enumerate(env.validation.checks):
         if spec.kind in ("sentry", "prometheus"):  # they watch the demo's monitoring stack, not the app under bench
             print(f"# left out {spec.name} ({spec.kind}): watches `make demo`'s monitoring, not this bench's app",
                   flush=True)
@@ -76,7 +76,7 @@ def build_checks(env: EnvironmentSpec, tmp: Path) -> list[tuple[CheckSpec, Check
         try:
             factory = resolve(CHECKS, "check kind", spec.kind, f"validation.{spec.name}")
             ctx = CheckContext(env=env, spec=spec, secrets={}, artifacts_dir=tmp / "artifacts",
-                               baseline_dir=tmp / "baselines")
+                               baseline_dir=tmp / "baselines", section=VALIDATION, index=index)
             pairs.append((spec, factory(ctx)))
         except ConfigError as exc:
             print(f"# left out {spec.name} ({spec.kind}): {exc}", flush=True)

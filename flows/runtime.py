@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from deployments.loader import load_spec, spec_path
 from deployments.settings import AevonSettings, resolve_secrets
 from deployments.spec import CheckSpec, EnvironmentSpec
-from providers.checks.base import Check, CheckContext
+from providers.checks.base import GATES, VALIDATION, Check, CheckContext, Section
 from providers.migrators.base import Migrator, MigratorContext
 from providers.registry import build_registry, resolve
 from providers.source.git import GitSource
@@ -98,14 +98,15 @@ def build_runtime(
             )
         )
 
-    def checks_of(section: str, specs: list[CheckSpec]) -> list[tuple[CheckSpec, Check]]:
+    def checks_of(section: Section, specs: list[CheckSpec]) -> list[tuple[CheckSpec, Check]]:
         out = []
-        for c in specs:
-            factory = resolve(registry.checks, "check kind", c.kind, f"{file}: {section}.{c.name}.kind")
+        for i, c in enumerate(specs):
             ctx = CheckContext(
                 env=spec, spec=c, secrets=_pick(secrets, c.secrets),
                 artifacts_dir=state_dir / "artifacts" / env, baseline_dir=state_dir / "baselines" / env, extra=extra,
+                section=section, index=i, spec_file=file,
             )
+            factory = resolve(registry.checks, "check kind", c.kind, ctx.location("kind"))
             out.append((c, factory(ctx)))
         return out
 
@@ -119,6 +120,6 @@ def build_runtime(
         )
     return Runtime(
         spec=spec, spec_file=file, settings=settings, secrets=secrets, source=source, targets=targets,
-        gates=checks_of("gates", spec.gates), checks=checks_of("validation.checks", spec.validation.checks),
+        gates=checks_of(GATES, spec.gates), checks=checks_of(VALIDATION, spec.validation.checks),
         migrator=migrator, state_dir=state_dir, layers=layers,
     )

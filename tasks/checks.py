@@ -1,34 +1,17 @@
-"""Run one gate or validation check: bounded time, ERROR re-runs as its spec says, exceptions become ERROR."""
+"""Run one gate or validation check as a task: ERROR re-run as its spec says (the check's own base, in
+providers/checks/base.py, bounds its time and turns what it could not measure into ERROR)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 from prefect import task
 from prefect.logging import get_run_logger
 
 from deployments.spec import CheckSpec
 from providers.checks.base import Check, CheckInput
-from providers.errors import AevonError
 from providers.models import CheckResult, Outcome
 from tasks.common import TASK_DEFAULTS
-
-
-async def _once(check: Check, spec: CheckSpec, inp: CheckInput) -> CheckResult:
-    start = time.monotonic()
-    try:
-        async with asyncio.timeout(spec.timeout_s):
-            return await check.run(inp)
-    except TimeoutError:
-        summary = f"did not finish within {spec.timeout_s:.0f}s"
-    except AevonError as exc:
-        summary = str(exc)
-    except Exception as exc:  # a check must not take the run down: could not measure
-        summary = f"{type(exc).__name__} while measuring"
-    return CheckResult(
-        name=spec.name, kind=spec.kind, outcome=Outcome.ERROR, summary=summary, duration_s=time.monotonic() - start
-    )
 
 
 @task(name="check", task_run_name="{phase}-{spec.name}", **{**TASK_DEFAULTS, "retries": 0})
@@ -37,7 +20,7 @@ async def run_check(check: Check, spec: CheckSpec, inp: CheckInput, phase: str) 
     attempts = 0
     while True:
         attempts += 1
-        result = await _once(check, spec, inp)
+        result = await check.run(inp)  # never raises: a check returns ERROR when it could not measure
         if result.outcome != Outcome.ERROR or attempts > spec.error_retries:
             break
         get_run_logger().warning("%s %s could not measure (%s); again in %.1fs", phase, spec.name, result.summary,

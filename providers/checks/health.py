@@ -8,10 +8,8 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from providers.checks.base import CheckContext, CheckInput
-from providers.config import parse_settings
-from providers.errors import ConfigError
-from providers.models import CheckResult, Finding, Outcome, Severity
+from providers.checks.base import BaseCheck, CheckContext, CheckInput, service_url
+from providers.models import CheckResult, Finding, Severity
 
 
 class Endpoint(BaseModel):
@@ -44,32 +42,21 @@ def _dig(data: Any, dotted: str) -> Any:
     return data
 
 
-class HealthCheck:
+class HealthCheck(BaseCheck):
     """Pings each endpoint once; FAILED on a wrong status, JSON value or latency; ERROR when nothing answers."""
 
     kind = "health"
 
     def __init__(self, ctx: CheckContext, settings: HealthSettings) -> None:
-        self.name = ctx.spec.name
-        self.service = ctx.spec.service
+        super().__init__(ctx)
         self.settings = settings
-        client = ctx.extra.get("http_client")
-        self._client = client if isinstance(client, httpx.AsyncClient) else None
+        self._client = ctx.http_client()
 
-    def _base_url(self, inp: CheckInput) -> str:
-        if self.settings.url:
-            return self.settings.url
-        version = inp.services.get(self.service or "")
-        if version is None or not version.url:
-            raise ConfigError(f"check {self.name}: service {self.service!r} has no URL; set settings.url")
-        return version.url
-
-    async def run(self, inp: CheckInput) -> CheckResult:
-        base = self._base_url(inp).rstrip("/")
+    async def measure(self, inp: CheckInput) -> CheckResult:
+        base = service_url(self.spec, inp, self.settings.url)
         findings: list[Finding] = []
         metrics: dict[str, float] = {}
         errors: list[str] = []
-        start = time.monotonic()
         client = self._client or httpx.AsyncClient(timeout=self.settings.timeout_s)
         try:
             for ep in self.settings.endpoints:
@@ -86,15 +73,10 @@ class HealthCheck:
             if self._client is None:
                 await client.aclose()
         if findings:
-            outcome, summary = Outcome.FAILED, "; ".join(f.message for f in findings)
-        elif errors:
-            outcome, summary = Outcome.ERROR, "could not reach: " + "; ".join(errors)
-        else:
-            outcome, summary = Outcome.PASSED, f"{len(self.settings.endpoints)} endpoint(s) healthy"
-        return CheckResult(
-            name=self.name, kind=self.kind, outcome=outcome, summary=summary, findings=findings,
-            metrics=metrics, duration_s=time.monotonic() - start,
-        )
+            return self.failed(findings, metrics)
+        if errors:
+            return self.error("could not reach: " + "; ".join(errors), metrics=metrics)
+        return self.passed(f"{len(self.settings.endpoints)} endpoint(s) healthy", metrics=metrics)
 
     def _judge(self, ep: Endpoint, resp: httpx.Response, ms: float) -> list[Finding]:
         where = f"{ep.method} {ep.path}"
@@ -115,11 +97,7 @@ class HealthCheck:
                                severity=Severity.MEDIUM, location=where))
         return out
 
-    async def record_baseline(self, inp: CheckInput, result: CheckResult) -> None:
-        return None
-
 
 def make_check(ctx: CheckContext) -> HealthCheck:
     """Factory registered as `health`."""
-    settings = parse_settings(HealthSettings, ctx.spec.settings, f"checks.{ctx.spec.name}.settings")
-    return HealthCheck(ctx, settings)
+    return HealthCheck(ctx, ctx.settings(HealthSettings))

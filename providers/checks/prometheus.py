@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from providers.checks.base import CheckContext, CheckInput
+from providers.checks.base import BaseCheck, CheckContext, CheckInput
 from providers.clients.http import VendorClient
-from providers.config import parse_settings, require_timeout
+from providers.config import require_timeout
 from providers.errors import PermanentError
-from providers.models import CheckResult, Finding, Outcome, Severity
+from providers.models import CheckResult, Finding, Severity
 
 PROVIDER = "prometheus"
 
@@ -65,7 +65,7 @@ def rule_findings(groups: list[dict[str, Any]], required: list[str]) -> tuple[li
     return findings, unknown
 
 
-class PrometheusCheck:
+class PrometheusCheck(BaseCheck):
     """Asks Prometheus's HTTP API (`/api/v1/rules`, `/api/v1/alerts`); observes only.
 
     FAILED: a required rule is missing or its health is `err`, or an alert matching `match` for one of the
@@ -76,32 +76,27 @@ class PrometheusCheck:
     kind = "prometheus"
 
     def __init__(self, ctx: CheckContext, settings: PrometheusSettings) -> None:
-        self.name = ctx.spec.name
+        super().__init__(ctx)
         self.settings = settings
         self.services = settings.services if settings.services is not None else [s.name for s in ctx.env.services]
-        client = ctx.extra.get("prometheus_http_client")
-        self._client = client if isinstance(client, httpx.AsyncClient) else None
+        self._client = ctx.http_client("prometheus_http_client")
 
-    async def run(self, inp: CheckInput) -> CheckResult:
-        start = time.monotonic()
+    async def measure(self, inp: CheckInput) -> CheckResult:
         if self._client is not None:
-            return await self._run(self._client, start)
+            return await self._measure(self._client)
         async with httpx.AsyncClient(base_url=self.settings.url, timeout=self.settings.timeout_s) as client:
-            return await self._run(client, start)
+            return await self._measure(client)
 
-    async def _run(self, client: httpx.AsyncClient, start: float) -> CheckResult:
+    async def _measure(self, client: httpx.AsyncClient) -> CheckResult:
         s = self.settings
         api = VendorClient(client, provider=PROVIDER, attempts=3, backoff_s=0.5, max_wait_s=5)
         groups = _data(await api.json("GET", "/api/v1/rules", resource="rules", params={"type": "alert"}), "rules")
         findings, unknown = rule_findings(groups.get("groups", []), s.required_rules)
         metrics: dict[str, float] = {"rules_required": float(len(s.required_rules)), "polls": 0.0}
-        if findings or unknown:
-            if findings:
-                outcome, summary = Outcome.FAILED, "; ".join(f.message for f in findings)
-            else:
-                outcome, summary = Outcome.ERROR, f"rules not evaluated yet: {', '.join(unknown)}"
-            return CheckResult(name=self.name, kind=self.kind, outcome=outcome, summary=summary, findings=findings,
-                               metrics=metrics, duration_s=time.monotonic() - start)
+        if findings:
+            return self.failed(findings, metrics)
+        if unknown:
+            return self.error(f"rules not evaluated yet: {', '.join(unknown)}", metrics=metrics)
         deadline = time.monotonic() + s.observe_s
         while True:
             metrics["polls"] += 1
@@ -112,15 +107,10 @@ class PrometheusCheck:
                 break
             await asyncio.sleep(min(s.poll_s, max(0.0, deadline - time.monotonic())))
         metrics["alerts_blocking"] = float(len(blocking))
-        findings = [self._finding(a) for a in blocking]
-        if findings:
-            outcome, summary = Outcome.FAILED, "; ".join(f.message for f in findings[:5])
-        else:
-            outcome = Outcome.PASSED
-            summary = (f"{len(s.required_rules)} required rule(s) loaded and healthy; no alert matching "
-                       f"{s.match} for {', '.join(self.services)} over {s.observe_s:g}s")
-        return CheckResult(name=self.name, kind=self.kind, outcome=outcome, summary=summary, findings=findings,
-                           metrics=metrics, duration_s=time.monotonic() - start)
+        if blocking:
+            return self.failed([self._finding(a) for a in blocking], metrics)
+        return self.passed(f"{len(s.required_rules)} required rule(s) loaded and healthy; no alert matching "
+                           f"{s.match} for {', '.join(self.services)} over {s.observe_s:g}s", metrics=metrics)
 
     def blocks(self, alert: dict[str, Any]) -> bool:
         """True for a firing (or, with include_pending, pending) alert with `match` labels, of one of our services."""
@@ -146,14 +136,10 @@ class PrometheusCheck:
             detail={"labels": labels, "value": alert.get("value"), "activeAt": alert.get("activeAt")},
         )
 
-    async def record_baseline(self, inp: CheckInput, result: CheckResult) -> None:
-        return None  # alerts are judged as they are now, not against an earlier release
-
-
 def make_check(ctx: CheckContext) -> PrometheusCheck:
     """Factory registered as `prometheus`."""
-    settings = parse_settings(PrometheusSettings, ctx.spec.settings, f"checks.{ctx.spec.name}.settings")
+    settings = ctx.settings(PrometheusSettings)
     require_timeout(ctx.spec.timeout_s, settings.observe_s + settings.timeout_s,
                     "settings.observe_s + settings.timeout_s: the check watches the alerts that long",
-                    f"checks.{ctx.spec.name}.timeout_s")
+                    ctx.location("timeout_s"))
     return PrometheusCheck(ctx, settings)

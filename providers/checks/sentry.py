@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -11,11 +10,11 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from providers.checks.base import CheckContext, CheckInput
+from providers.checks.base import BaseCheck, CheckContext, CheckInput
 from providers.clients.http import VendorClient
-from providers.config import parse_settings, require_timeout
-from providers.errors import ConfigError, PermanentError
-from providers.models import CheckResult, Finding, Outcome, Release, Severity, utcnow
+from providers.config import require_timeout
+from providers.errors import PermanentError
+from providers.models import CheckResult, Finding, Release, Severity, utcnow
 
 PROVIDER = "sentry"
 
@@ -102,7 +101,7 @@ class SentryApi:
                                  resource="events-stats") from exc
 
 
-class SentryCheck:
+class SentryCheck(BaseCheck):
     """Marks the deploy in Sentry, waits `window_s`, then compares the error rate after the deploy with before.
 
     FAILED when at least `min_events` errors came after the deploy and their rate is above `spike_factor` times
@@ -113,21 +112,19 @@ class SentryCheck:
     kind = "sentry"
 
     def __init__(self, ctx: CheckContext, settings: SentrySettings, token: SecretStr) -> None:
-        self.name = ctx.spec.name
+        super().__init__(ctx)
         self.settings = settings
         self.environment = settings.environment or ctx.env.environment
         self._token = token
-        client = ctx.extra.get("sentry_http_client")
-        self._client = client if isinstance(client, httpx.AsyncClient) else None
+        self._client = ctx.http_client("sentry_http_client")
 
-    async def run(self, inp: CheckInput) -> CheckResult:
-        start = time.monotonic()
+    async def measure(self, inp: CheckInput) -> CheckResult:
         if self._client is not None:
-            return await self._run(inp, self._client, start)
+            return await self._measure(inp, self._client)
         async with httpx.AsyncClient(base_url=self.settings.url, timeout=self.settings.timeout_s) as client:
-            return await self._run(inp, client, start)
+            return await self._measure(inp, client)
 
-    async def _run(self, inp: CheckInput, client: httpx.AsyncClient, start: float) -> CheckResult:
+    async def _measure(self, inp: CheckInput, client: httpx.AsyncClient) -> CheckResult:
         s = self.settings
         api = SentryApi(client, s.org, self._token)
         version = release_version(s.release_format, inp.release)
@@ -158,11 +155,10 @@ class SentryCheck:
                 severity=Severity.CRITICAL, location=f"sentry {s.org} {self.environment} release {version[:12]}",
                 detail={"before": before, "after": after, "release": version, "deploy_id": marker.get("id")},
             ))
-        summary = (findings[0].message if findings else
-                   f"release {version[:12]} marked deployed to {self.environment}; {after} error(s) in the "
-                   f"{s.window_s:g}s after it, {before} in the {before_s:g}s before")
-        return CheckResult(name=self.name, kind=self.kind, outcome=Outcome.FAILED if spike else Outcome.PASSED,
-                           summary=summary, findings=findings, metrics=metrics, duration_s=time.monotonic() - start)
+        if spike:
+            return self.failed(findings, metrics)
+        return self.passed(f"release {version[:12]} marked deployed to {self.environment}; {after} error(s) in the "
+                           f"{s.window_s:g}s after it, {before} in the {before_s:g}s before", metrics=metrics)
 
     async def _mark_deploy(self, api: SentryApi, version: str, release: Release) -> dict[str, Any]:
         """The deploy marker of this run: an existing one named after the release id, else a new one."""
@@ -174,18 +170,9 @@ class SentryCheck:
             "dateStarted": _iso(release.created_at), "dateFinished": _iso(utcnow()),
         })
 
-    async def record_baseline(self, inp: CheckInput, result: CheckResult) -> None:
-        return None  # the comparison is within one deploy: before vs after
-
-
 def make_check(ctx: CheckContext) -> SentryCheck:
     """Factory registered as `sentry`: needs the secret `auth_token` (a Sentry auth token, project:releases)."""
-    settings = parse_settings(SentrySettings, ctx.spec.settings, f"checks.{ctx.spec.name}.settings")
+    settings = ctx.settings(SentrySettings)
     require_timeout(ctx.spec.timeout_s, settings.window_s + settings.timeout_s,
-                    "settings.window_s + settings.timeout_s: the check waits out the window",
-                    f"checks.{ctx.spec.name}.timeout_s")
-    token = ctx.secrets.get("auth_token")
-    if token is None:
-        raise ConfigError("the sentry check needs `secrets: {auth_token: <secret name>}`",
-                          f"checks.{ctx.spec.name}.secrets")
-    return SentryCheck(ctx, settings, token)
+                    "settings.window_s + settings.timeout_s: the check waits out the window", ctx.location("timeout_s"))
+    return SentryCheck(ctx, settings, ctx.require_secret("auth_token", "a Sentry auth token with project:releases"))

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from providers.checks.base import CheckContext, CheckInput
 from providers.clients.github import GitHubClient, GitHubSettings, github_session
-from providers.gates.base import GitHubGate, gate_settings
+from providers.gates.github import GitHubGate
 from providers.models import CheckResult, Finding, Severity
 
 State = Literal["success", "pending", "failure"]
@@ -93,7 +93,7 @@ class CiGate(GitHubGate):
             seen[ctx_name] = merge(seen.get(ctx_name), Seen(ctx_name, state, raw, st.get("target_url"), "status"))
         return seen
 
-    async def evaluate(self, inp: CheckInput) -> CheckResult:
+    async def measure(self, inp: CheckInput) -> CheckResult:
         sha = inp.release.sha
         required = self.settings.required_checks
         deadline = time.monotonic() + self.timeout_s
@@ -143,4 +143,4 @@ class CiGate(GitHubGate):
 
 def make_check(ctx: CheckContext) -> CiGate:
     """Factory registered as `ci_status`."""
-    return CiGate(ctx, gate_settings(CiSettings, ctx))
+    return CiGate(ctx, ctx.settings(CiSettings))

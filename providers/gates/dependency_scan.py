@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from providers.checks.base import CheckContext, CheckInput
 from providers.clients.github import GitHubSettings, github_session
 from providers.gates.audit_report import SEVERITY_OF, Advisory, run_audit
-from providers.gates.base import GitHubGate, gate_settings
+from providers.gates.github import GitHubGate
 from providers.models import CheckResult, Finding, Severity
 
 Level = Literal["low", "medium", "high", "critical"]
@@ -78,7 +78,7 @@ class DependencyScanGate(GitHubGate):
         self.settings = settings
         self.threshold = SEVERITY_OF[settings.min_severity]
 
-    async def evaluate(self, inp: CheckInput) -> CheckResult:
+    async def measure(self, inp: CheckInput) -> CheckResult:
         found: list[Finding] = []
         metrics: dict[str, float] = {}
         if self.settings.source in ("dependabot", "both"):
@@ -115,4 +115,4 @@ class DependencyScanGate(GitHubGate):
 
 def make_check(ctx: CheckContext) -> DependencyScanGate:
     """Factory registered as `dependency_scan`."""
-    return DependencyScanGate(ctx, gate_settings(DependencyScanSettings, ctx))
+    return DependencyScanGate(ctx, ctx.settings(DependencyScanSettings))

@@ -8,10 +8,9 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from providers.checks.base import CheckContext, CheckInput
+from providers.checks.base import BaseCheck, CheckContext, CheckInput
 from providers.clients.oci import ImageRef, ManifestInfo, RegistryClient, image_ref, parse_image, valid_tag
 from providers.errors import ConfigError, ProviderError
-from providers.gates.base import Gate, gate_settings, injected_http, secret, settings_location
 from providers.models import CheckResult, Finding, Severity
 
 Answer = ManifestInfo | ProviderError | None  # found, could not ask, never pushed
@@ -52,10 +51,9 @@ class ImageExistsSettings(BaseModel):
 
 def images_of(settings: ImageExistsSettings, ctx: CheckContext) -> list[ImageRef]:
     """The configured images, or those named by the services' `settings.image` (tag or digest stripped)."""
-    where = settings_location(ctx)
     out: list[ImageRef] = []
     for i, item in enumerate(settings.images):
-        loc = f"{where}.images.{i}"
+        loc = ctx.location("settings", "images", i)
         out.append(parse_image(item, loc) if isinstance(item, str) else image_ref(item.registry, item.repository,
                                                                                   loc))
     if not out:
@@ -65,7 +63,7 @@ def images_of(settings: ImageExistsSettings, ctx: CheckContext) -> list[ImageRef
                 out.append(parse_image(_strip_tag(image), f"services[{i}].settings.image"))
     if not out:
         raise ConfigError("no images to check: list them in images (or set services' settings.image)",
-                          f"{where}.images")
+                          ctx.location("settings", "images"))
     return list(dict.fromkeys(out))
 
 
@@ -75,7 +73,7 @@ def _strip_tag(image: str) -> str:
     return head if sep and "/" not in tail else name
 
 
-class ImageExistsGate(Gate):
+class ImageExistsGate(BaseCheck):
     """PASSED when every image's release tag resolves to a manifest; FAILED naming each image never pushed."""
 
     kind = "image_exists"
@@ -84,16 +82,16 @@ class ImageExistsGate(Gate):
         super().__init__(ctx)
         self.settings = settings
         self.images = images_of(settings, ctx)
-        user = secret(ctx, "username")
+        user = ctx.secret("username")
         self.username = settings.username or (user.get_secret_value() if user else None)
-        self.password = secret(ctx, "password")
-        self.http = injected_http(ctx)
+        self.password = ctx.secret("password")
+        self.http = ctx.http_client()
 
     def tag_for(self, inp: CheckInput) -> str:
         sha = inp.release.sha
         return valid_tag(self.settings.tag.format(sha=sha, short_sha=sha[:12]))
 
-    async def evaluate(self, inp: CheckInput) -> CheckResult:
+    async def measure(self, inp: CheckInput) -> CheckResult:
         tag = self.tag_for(inp)
         if self.http is not None:
             answers = await self._ask(self.http, tag)
@@ -133,4 +131,4 @@ class ImageExistsGate(Gate):
 
 def make_check(ctx: CheckContext) -> ImageExistsGate:
     """Factory registered as `image_exists`."""
-    return ImageExistsGate(ctx, gate_settings(ImageExistsSettings, ctx))
+    return ImageExistsGate(ctx, ctx.settings(ImageExistsSettings))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel, ConfigDict
 
 from deployments.spec import DatabaseSpec
-from providers.checks.base import CheckContext, CheckInput
-from providers.config import parse_settings
+from providers.checks.base import BaseCheck, CheckContext, CheckInput
 from providers.errors import AevonError, ConfigError
 from providers.migrators.base import MigrationStatus, Migrator, MigratorContext
 from providers.models import CheckResult, Finding, Outcome, Severity
@@ -29,7 +27,7 @@ class ReadinessSettings(BaseModel):
     block_on_unknown: bool = True  # applied migrations missing from the checkout, not explained by a rollback
 
 
-class MigrationReadiness:
+class MigrationReadiness(BaseCheck):
     """FAILED on a failed migration, drift, an inconsistent migrations folder or a diverged history; ERROR when
     the database cannot be read.
 
@@ -45,18 +43,17 @@ class MigrationReadiness:
 
     kind = "migration_readiness"
 
-    def __init__(self, name: str, env: str, migrator: Migrator, settings: ReadinessSettings,
+    def __init__(self, ctx: CheckContext, migrator: Migrator, settings: ReadinessSettings,
                  kept: KeptLookup | None = None) -> None:
-        self.name = name
-        self.env = env
+        super().__init__(ctx)
+        self.env = ctx.env.environment
         self.migrator = migrator
         self.settings = settings
         self.kept = kept
 
-    async def run(self, inp: CheckInput) -> CheckResult:
-        start = time.monotonic()
+    async def measure(self, inp: CheckInput) -> CheckResult:
         if inp.checkout_dir is None:
-            return CheckResult(name=self.name, kind=self.kind, outcome=Outcome.ERROR, summary="no checkout to read")
+            return self.error("no checkout to read")
         try:
             status = await self.migrator.status(inp.checkout_dir)
             findings = [*self._failed(status), *await self.migrator.readiness(inp.checkout_dir, status),
@@ -68,10 +65,8 @@ class MigrationReadiness:
             except AevonError:
                 folder = []
             blocking = [f for f in folder if f.severity.rank >= Severity.HIGH.rank]
-            return CheckResult(
-                name=self.name, kind=self.kind, outcome=Outcome.FAILED if blocking else Outcome.ERROR,
-                summary="; ".join([*(f.message for f in blocking), str(exc)]), findings=folder,
-                duration_s=time.monotonic() - start)
+            return self.result(Outcome.FAILED if blocking else Outcome.ERROR,
+                               "; ".join([*(f.message for f in blocking), str(exc)]), findings=folder)
         if status.drift:
             findings.append(Finding(
                 message=f"the database has drifted from the migration history: {status.message}",
@@ -81,12 +76,10 @@ class MigrationReadiness:
                   + (f" ({', '.join(status.pending)})" if status.pending else "")
                   + f", {len(status.failed)} failed, drift {'yes' if status.drift else 'no'}")
         summary = "; ".join(f.message for f in blocking) if blocking else counts
-        return CheckResult(
-            name=self.name, kind=self.kind, outcome=Outcome.FAILED if blocking else Outcome.PASSED, summary=summary,
-            findings=findings,
+        return self.result(
+            Outcome.FAILED if blocking else Outcome.PASSED, summary, findings=findings,
             metrics={"applied": len(status.applied), "pending": len(status.pending), "failed": len(status.failed),
                      "drift": float(status.drift), "unknown": len(status.unknown)},
-            duration_s=time.monotonic() - start,
         )
 
     def _failed(self, status: MigrationStatus) -> list[Finding]:
@@ -125,24 +118,17 @@ class MigrationReadiness:
                     detail={"rule": "unknown-applied"}))
         return out
 
-    async def record_baseline(self, inp: CheckInput, result: CheckResult) -> None:
-        return None
-
-
 def make_check(ctx: CheckContext) -> MigrationReadiness:
     """Factory registered as `migration_readiness`; uses the environment's database spec and migrator.
 
     The rollback journal is read from the ledger database (AEVON_STATE_DB_URL), only when the database holds
     migrations the checkout lacks.
     """
-    location = f"gates.{ctx.spec.name}"
-    settings = parse_settings(ReadinessSettings, ctx.spec.settings, f"{location}.settings")
+    settings = ctx.settings(ReadinessSettings)
     db: DatabaseSpec | None = ctx.env.database
     if db is None:
-        raise ConfigError("the environment has no database section", location)
-    url = ctx.secrets.get("database_url")
-    if url is None:
-        raise ConfigError("needs secrets: {database_url: <secret name>}", f"{location}.secrets")
+        raise ConfigError("the environment has no database section", ctx.location("kind"))
+    url = ctx.require_secret("database_url", "the database the migrations are read from")
     factory = resolve(MIGRATORS, "migrator", db.provider, "database.provider")
     state = ctx.baseline_dir.parent.parent / "migrations" / ctx.env.environment
     migrator = factory(MigratorContext(env=ctx.env.environment, spec=db, database_url=url, state_dir=state))
@@ -153,4 +139,4 @@ def make_check(ctx: CheckContext) -> MigrationReadiness:
 
         return await BackupCatalog(AevonSettings().state_db_url).kept_migrations(env)
 
-    return MigrationReadiness(ctx.spec.name, ctx.env.environment, migrator, settings, kept)
+    return MigrationReadiness(ctx, migrator, settings, kept)

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 from providers.checks.base import CheckContext, CheckInput
 from providers.clients.github import GitHubClient, GitHubSettings, github_session
 from providers.errors import ConfigError, PermanentError
-from providers.gates.base import GitHubGate, gate_settings
+from providers.gates.github import GitHubGate
 from providers.models import CheckResult, Finding, Severity
 from providers.source.git import GitSource
 from providers.source.refs import looks_like_sha, validate_ref
@@ -48,7 +48,7 @@ class ReleaseTagGate(GitHubGate):
         self.pattern = re.compile(settings.pattern)
         self.git = GitSource(settings.git_repo or ctx.env.source.repo, ctx.artifacts_dir / "release-tag-git")
 
-    async def evaluate(self, inp: CheckInput) -> CheckResult:
+    async def measure(self, inp: CheckInput) -> CheckResult:
         ref, sha = inp.release.ref, inp.release.sha
         name = ref.removeprefix("refs/tags/")
         if ref.startswith("refs/heads/"):
@@ -124,7 +124,7 @@ class ReleaseTagGate(GitHubGate):
 
 def make_check(ctx: CheckContext) -> ReleaseTagGate:
     """Factory registered as `release_tag`."""
-    settings = gate_settings(ReleaseTagSettings, ctx)
+    settings = ctx.settings(ReleaseTagSettings)
     if settings.source == "git" and not Path(settings.git_repo or ctx.env.source.repo).exists():
-        raise ConfigError("source git needs a local repository (set git_repo)", f"gates.{ctx.spec.name}.settings")
+        raise ConfigError("source git needs a local repository (set git_repo)", ctx.location("settings", "git_repo"))
     return ReleaseTagGate(ctx, settings)

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from providers.checks.base import CheckContext, CheckInput
 from providers.clients.github import GitHubClient, GitHubSettings, github_session
-from providers.gates.base import GitHubGate, gate_settings
+from providers.gates.github import GitHubGate
 from providers.models import CheckResult, Finding, Severity
 
 # GitHub review states (REST "List reviews for a pull request"); PENDING is a draft nobody else sees.
@@ -91,7 +91,7 @@ class ReviewGate(GitHubGate):
         super().__init__(ctx, settings)
         self.settings = settings
 
-    async def evaluate(self, inp: CheckInput) -> CheckResult:
+    async def measure(self, inp: CheckInput) -> CheckResult:
         sha = inp.release.sha
         async with github_session(self.settings, repository=self.repository, token=self.token,
                                   http=self.http) as gh:
@@ -142,4 +142,4 @@ class ReviewGate(GitHubGate):
 
 def make_check(ctx: CheckContext) -> ReviewGate:
     """Factory registered as `review`."""
-    return ReviewGate(ctx, gate_settings(ReviewSettings, ctx))
+    return ReviewGate(ctx, ctx.settings(ReviewSettings))

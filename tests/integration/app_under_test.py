@@ -12,7 +12,7 @@ import yaml
 from pydantic import SecretStr
 
 from deployments.spec import DatabaseSpec, EnvironmentSpec
-from providers.checks.base import CheckContext
+from providers.checks.base import VALIDATION, CheckContext
 from providers.migrators.base import MigratorContext
 from providers.migrators.prisma.migrator import make_migrator
 from providers.models import Release, ServiceVersion
@@ -75,8 +75,8 @@ def example_check(name: str, tmp: Path, settings: dict[str, Any] | None = None,
     """The example spec's check `name`, with `settings` merged over its own, built through the registry."""
     raw = example_spec()
     env = EnvironmentSpec.model_validate(raw)
-    spec = next(c for c in env.validation.checks if c.name == name)
+    index, spec = next((i, c) for i, c in enumerate(env.validation.checks) if c.name == name)
     spec = spec.model_copy(update={"settings": {**spec.settings, **(settings or {})}})
     factory = resolve(CHECKS, "check kind", spec.kind, name)
     return factory(CheckContext(env=env, spec=spec, secrets=secrets or {}, artifacts_dir=tmp / "artifacts",
-                                baseline_dir=tmp / "baselines", extra=extra or {}))
+                                baseline_dir=tmp / "baselines", extra=extra or {}, section=VALIDATION, index=index))

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from deployments.spec import CheckSpec, EnvironmentSpec
 from flows.deploy import deploy_flow, report_of
 from flows.report import DeployReport
-from providers.checks.base import CheckContext, CheckInput
+from providers.checks.base import VALIDATION, CheckContext, CheckInput
 from providers.targets.local.target import stop_all
 from tests.integration.app_under_test import Serving
 from tests.integration.envs import ROOT, sample_dev_spec, write_spec
@@ -45,10 +45,11 @@ def context(tmp: Path, kind: str, settings: dict[str, Any] | None = None,
     if secrets:
         raw["secrets"] = {k: k for k in secrets}
     spec = CheckSpec.model_validate(raw)
+    index = [c["kind"] for c in shipped_spec()["validation"]["checks"]].index(kind)
     return CheckContext(
         env=EnvironmentSpec.model_validate(shipped_spec()), spec=spec,
         secrets={k: SecretStr(v) for k, v in (secrets or {}).items()},
-        artifacts_dir=tmp / "artifacts", baseline_dir=tmp / "baselines",
+        artifacts_dir=tmp / "artifacts", baseline_dir=tmp / "baselines", section=VALIDATION, index=index,
     )
 
 

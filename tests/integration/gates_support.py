@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from deployments.spec import CheckSpec, EnvironmentSpec, ServiceSpec, SourceSpec
-from providers.checks.base import Check, CheckContext, CheckInput
+from providers.checks.base import GATES, Check, CheckContext, CheckInput
 from providers.models import CheckResult, Release
 from providers.registry import CHECKS, resolve
 from tests.fakes.github import GitHubFake
@@ -46,6 +46,8 @@ def make_gate(
         secrets={k: SecretStr(v) for k, v in (secrets or {}).items()},
         artifacts_dir=tmp / "artifacts",
         baseline_dir=tmp / "baselines",
+        section=GATES,
+        index=0,
     )
     factory = resolve(CHECKS, "check", kind, f"gates.{spec.name}")
     gate = factory(ctx)

@@ -148,10 +148,10 @@ async def test_unreachable_registry_is_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("settings", "location"), [
-    ({"images": ["127.0.0.1:5000/app/api:v1"]}, "gates.image-exists.settings.images.0"),
-    ({"images": ["127.0.0.1:5000/App/API"]}, "gates.image-exists.settings.images.0"),
-    ({"images": []}, "gates.image-exists.settings.images"),
-    ({"images": ["ghcr.io/a/b"], "tag": "{release}"}, "gates.image-exists.settings.tag"),
+    ({"images": ["127.0.0.1:5000/app/api:v1"]}, "gates[0].settings.images[0]"),
+    ({"images": ["127.0.0.1:5000/App/API"]}, "gates[0].settings.images[0]"),
+    ({"images": []}, "gates[0].settings.images"),
+    ({"images": ["ghcr.io/a/b"], "tag": "{release}"}, "gates[0].settings.tag"),
 ])
 def test_bad_image_settings(tmp_path: Path, settings: dict[str, Any], location: str) -> None:
     with pytest.raises(ConfigError) as err:

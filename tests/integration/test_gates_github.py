@@ -377,12 +377,12 @@ async def test_unreachable_github_is_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("kind", "settings", "field"), [
-    ("review", {"required_approvals": -1}, "gates.review.settings.required_approvals"),
-    ("ci_status", {"required_check": ["lint"]}, "gates.ci-status.settings.required_check"),
-    ("dependency_scan", {"min_severity": "urgent"}, "gates.dependency-scan.settings.min_severity"),
-    ("release_tag", {"pattern": "v(("}, "gates.release-tag.settings.pattern"),
-    ("review", {"api_url": "http://github.example.com"}, "gates.review.settings.api_url"),
-    ("review", {"repository": "not a repo"}, "gates.review.settings.repository"),
+    ("review", {"required_approvals": -1}, "gates[0].settings.required_approvals"),
+    ("ci_status", {"required_check": ["lint"]}, "gates[0].settings.required_check"),
+    ("dependency_scan", {"min_severity": "urgent"}, "gates[0].settings.min_severity"),
+    ("release_tag", {"pattern": "v(("}, "gates[0].settings.pattern"),
+    ("review", {"api_url": "http://github.example.com"}, "gates[0].settings.api_url"),
+    ("review", {"repository": "not a repo"}, "gates[0].settings.repository"),
 ])
 def test_bad_settings_name_the_field(tmp_path: Path, kind: str, settings: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -393,7 +393,7 @@ def test_bad_settings_name_the_field(tmp_path: Path, kind: str, settings: dict[s
 def test_repository_comes_from_the_source_url_or_settings(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         make_gate("review", {}, tmp_path, env=environment(repo="/srv/git/app"))
-    assert err.value.location == "gates.review.settings.repository"
+    assert err.value.location == "gates[0].settings.repository"
     gate = make_gate("review", {"repository": "aevon/other"}, tmp_path, env=environment(repo="/srv/git/app"))
     assert isinstance(gate, ReviewGate) and gate.repository == "aevon/other"
     from_url = make_gate("review", {}, tmp_path, env=environment("git@github.com:aevon/app.git"))

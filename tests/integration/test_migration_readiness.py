@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from deployments.spec import DatabaseSpec
-from providers.checks.base import CheckInput
+from deployments.spec import CheckSpec, DatabaseSpec, EnvironmentSpec, ServiceSpec, SourceSpec
+from providers.checks.base import GATES, CheckContext, CheckInput
 from providers.gates.migration_readiness import MigrationReadiness, ReadinessSettings
 from providers.migrators.base import MigratorContext
 from providers.migrators.prisma.migrator import PrismaMigrator, make_migrator
@@ -55,7 +55,11 @@ def gate(m: PrismaMigrator, kept: dict[str, str] | None = None) -> MigrationRead
         assert env == "t"
         return kept or {}
 
-    return MigrationReadiness("migration-readiness", "t", m, ReadinessSettings(), lookup)
+    env = EnvironmentSpec(environment="t", source=SourceSpec(repo="/nowhere"),
+                          services=[ServiceSpec(name="api", provider="memory")])
+    ctx = CheckContext(env=env, spec=CheckSpec(name="migration-readiness", kind="migration_readiness"), secrets={},
+                       artifacts_dir=Path("/nonexistent"), baseline_dir=Path("/nonexistent"), section=GATES, index=0)
+    return MigrationReadiness(ctx, m, ReadinessSettings(), lookup)
 
 
 async def run(g: MigrationReadiness, root: Path) -> tuple[Outcome, list[tuple[str, Severity]], str]:

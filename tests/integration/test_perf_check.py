@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from deployments.spec import CheckSpec, EnvironmentSpec
-from providers.checks.base import CheckContext, CheckInput
+from providers.checks.base import VALIDATION, CheckContext, CheckInput
 from providers.checks.perf.check import PerfCheck, make_check
 from providers.errors import ConfigError
 from providers.models import Outcome, Release, ServiceVersion
@@ -31,10 +31,10 @@ def dev_perf(tmp: Path, baselines: Path, **overrides: Any) -> PerfCheck:
     """deployments/dev.yaml's `api-perf` check, settings overridden, baselines in `baselines`."""
     raw = yaml.safe_load((ROOT / "deployments" / "dev.yaml").read_text())
     env = EnvironmentSpec.model_validate(raw)
-    spec = next(c for c in env.validation.checks if c.kind == "perf")
+    index, spec = next((i, c) for i, c in enumerate(env.validation.checks) if c.kind == "perf")
     spec = spec.model_copy(update={"settings": {**spec.settings, **overrides}})
     return make_check(CheckContext(env=env, spec=spec, secrets={}, artifacts_dir=tmp / "artifacts",
-                                   baseline_dir=baselines))
+                                   baseline_dir=baselines, section=VALIDATION, index=index))
 
 
 async def test_passes_on_v2_then_bad_slow_regresses(repo: Path, tmp_path: Path) -> None:
@@ -91,4 +91,5 @@ def test_settings_are_bounded(tmp_path: Path) -> None:
         spec = CheckSpec(name="p", kind="perf", service="api",
                          settings={"endpoints": [{"path": "/status"}], **bad})
         with pytest.raises(ConfigError):
-            make_check(CheckContext(env=env, spec=spec, secrets={}, artifacts_dir=tmp_path, baseline_dir=tmp_path))
+            make_check(CheckContext(env=env, spec=spec, secrets={}, artifacts_dir=tmp_path, baseline_dir=tmp_path,
+                                    section=VALIDATION, index=0))

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from deployments.spec import CheckSpec
 from providers.checks.base import CheckInput
 from providers.models import Outcome, Release
-from tasks.checks import _once
 from tests.integration.app_under_test import example_check, serving
 from tests.integration.prometheus_support import ensure_prometheus, prometheus, wait_evaluated, wait_probed
 from tests.sample_app import build_sample_repo, ensure_prisma_toolkit
@@ -76,9 +74,8 @@ async def test_missing_and_broken_rules_fail(tmp_path: Path) -> None:
 async def test_unreachable_or_unevaluated_prometheus_is_error(tmp_path: Path) -> None:
     """Could not measure: ERROR (retried by the task), never PASSED and never FAILED."""
     ensure_prometheus()
-    spec = CheckSpec(name="alerts", kind="prometheus", error_retries=0)
     check = example_check("alerts", tmp_path, {"url": "http://127.0.0.1:9", "required_rules": REQUIRED})
-    result = await _once(check, spec, no_services())
+    result = await check.run(no_services())
     assert result.outcome == Outcome.ERROR and "prometheus" in result.summary
 
     async with prometheus(tmp_path / "prom", "http://127.0.0.1:9/status") as url:

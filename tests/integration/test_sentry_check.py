@@ -14,11 +14,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from deployments.spec import CheckSpec
 from providers.checks.base import CheckInput
 from providers.errors import ConfigError
 from providers.models import Outcome, Release, utcnow
-from tasks.checks import _once
 from tests.fakes.sentry import FakeSentry
 from tests.integration.app_under_test import example_check, serving
 from tests.sample_app import build_sample_repo, ensure_prisma_toolkit
@@ -107,9 +105,8 @@ async def test_too_few_errors_never_fail(sentry: FakeSentry, tmp_path: Path) -> 
 
 
 async def test_bad_token_and_outage_are_error_without_the_token(sentry: FakeSentry, tmp_path: Path) -> None:
-    spec = CheckSpec(name="errors", kind="sentry", error_retries=0)
     wrong = "sntrys_wrong_token_do_not_print_99999"
-    refused = await _once(check_for(sentry, tmp_path, token=wrong), spec, CheckInput(release=release(), services={}))
+    refused = await check_for(sentry, tmp_path, token=wrong).run(CheckInput(release=release(), services={}))
     assert refused.outcome == Outcome.ERROR and "401" in refused.summary
     assert wrong not in refused.model_dump_json() and TOKEN not in refused.model_dump_json()
 

@@ -3,32 +3,35 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
-from providers.checks.base import CheckContext, CheckInput
+from pydantic import BaseModel, ConfigDict, Field
+
+from providers.checks.base import BaseCheck, CheckContext, CheckInput
 from providers.models import CheckResult, Outcome
 
 
-class SleepCheck:
+class SleepSettings(BaseModel):
+    """Settings of the `sleep` stand-in."""
+
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = Field(default=1.0, ge=0)
+    outcome: Outcome = Outcome.PASSED
+
+
+class SleepCheck(BaseCheck):
     """Sleeps `settings.seconds` (default 1) and returns `settings.outcome` (default PASSED)."""
 
     kind = "sleep"
 
     def __init__(self, ctx: CheckContext) -> None:
-        self.name = ctx.spec.name
-        self.seconds = float(ctx.spec.settings.get("seconds", 1.0))
-        self.outcome = Outcome(str(ctx.spec.settings.get("outcome", "PASSED")))
+        super().__init__(ctx)
+        settings = ctx.settings(SleepSettings)
+        self.seconds = settings.seconds
+        self.outcome = settings.outcome
 
-    async def run(self, inp: CheckInput) -> CheckResult:
-        start = time.monotonic()
+    async def measure(self, inp: CheckInput) -> CheckResult:
         await asyncio.sleep(self.seconds)
-        return CheckResult(
-            name=self.name, kind=self.kind, outcome=self.outcome, duration_s=time.monotonic() - start,
-            summary=f"slept {self.seconds:.1f}s",
-        )
-
-    async def record_baseline(self, inp: CheckInput, result: CheckResult) -> None:
-        return None
+        return self.result(self.outcome, f"slept {self.seconds:.1f}s")
 
 
 def make_check(ctx: CheckContext) -> SleepCheck:

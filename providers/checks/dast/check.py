@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from providers.checks.base import CheckContext, CheckInput, service_url
+from providers.checks.base import BaseCheck, CheckContext, CheckInput, service_url
 from providers.checks.dast.passive import PassiveSettings, passive_scan
 from providers.checks.dast.scan import DastFinding, WapitiRun, WapitiSettings, merge, scan
 from providers.clients.http import is_loopback_host
-from providers.config import parse_settings
 from providers.models import CheckResult, Finding, Outcome, Severity
 from providers.state.baselines import BaselineStore
 
@@ -73,25 +71,22 @@ def _fixed(rec: dict[str, Any]) -> Finding:
                    severity=Severity.INFO, location=where, detail={**rec, "status": "fixed"})
 
 
-class DastCheck:
+class DastCheck(BaseCheck):
     """Passive checks and a wapiti scan in parallel; findings merged by fingerprint and compared with the baseline."""
 
     kind = "dast"
 
     def __init__(self, ctx: CheckContext, settings: DastSettings) -> None:
-        self.name = ctx.spec.name
-        self.spec = ctx.spec
+        super().__init__(ctx)
         self.settings = settings
         self.store = BaselineStore(ctx.baseline_dir)
         self.artifacts_root = ctx.artifacts_dir
 
-    async def run(self, inp: CheckInput) -> CheckResult:
-        start = time.monotonic()
+    async def measure(self, inp: CheckInput) -> CheckResult:
         base = service_url(self.spec, inp, self.settings.url)
         host = urlsplit(base).hostname or ""
         if not self.settings.allow_remote and not is_loopback_host(host):
-            return self._result(Outcome.ERROR, f"refusing to scan {host!r}: not a loopback address "
-                                "(set allow_remote: true to scan it)", start)
+            return self.error(f"refusing to scan {host!r}: not a loopback address (set allow_remote: true to scan it)")
         out_dir = self.artifacts_root / slug(inp.release.release_id)
         stem = f"dast-{slug(self.name)}"
         s = self.settings
@@ -120,7 +115,7 @@ class DastCheck:
             outcome, summary = Outcome.ERROR, "could not scan fully: " + "; ".join(errors) + f" ({summary})"
         else:
             outcome = Outcome.PASSED
-        return self._result(outcome, summary, start, findings=listed, metrics=metrics, artifacts=artifacts)
+        return self.result(outcome, summary, findings=listed, metrics=metrics, artifacts=artifacts)
 
     def _summary(self, d: Diff, blocking: list[DastFinding]) -> str:
         against = f"baseline {d.baseline_release}" if d.baseline_release else "no baseline yet"
@@ -136,10 +131,6 @@ class DastCheck:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps([f.model_dump(mode="json") for f in listed], indent=2))
         return path
-
-    def _result(self, outcome: Outcome, summary: str, start: float, **kw: Any) -> CheckResult:
-        return CheckResult(name=self.name, kind=self.kind, outcome=outcome, summary=summary,
-                           duration_s=time.monotonic() - start, **kw)
 
     async def record_baseline(self, inp: CheckInput, result: CheckResult) -> None:
         """Keep the fingerprints present in this good release (new and unchanged; not the fixed ones)."""
@@ -161,4 +152,4 @@ async def _no_scan() -> WapitiRun:
 
 def make_check(ctx: CheckContext) -> DastCheck:
     """Factory registered as `dast`."""
-    return DastCheck(ctx, parse_settings(DastSettings, ctx.spec.settings, f"checks.{ctx.spec.name}.settings"))
+    return DastCheck(ctx, ctx.settings(DastSettings))

@@ -12,12 +12,11 @@ from playwright.async_api import BrowserContext, Page, async_playwright
 from playwright.async_api import Error as PlaywrightError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from providers.checks.base import CheckContext, CheckInput, service_url
+from providers.checks.base import BaseCheck, CheckContext, CheckInput, service_url
 from providers.checks.e2e.steps import FlowRunner, FlowSpec, StepFailed, Unreachable
 from providers.checks.e2e.suite import SuiteSpec, run_suite
-from providers.config import parse_settings
 from providers.errors import ConfigError
-from providers.models import CheckResult, Finding, Outcome, Severity
+from providers.models import CheckResult, Finding, Severity
 
 # Debian's Chromium as these machines need it: no sandbox as root, and no calls to outside hosts.
 CHROMIUM_ARGS = (
@@ -128,37 +127,29 @@ class _Journey:
                 pass
 
 
-class E2ECheck:
+class E2ECheck(BaseCheck):
     """Runs the flows in order on one page (a failed flow stops the rest); or the suite. See E2ESettings."""
 
     kind = "e2e"
 
     def __init__(self, ctx: CheckContext, settings: E2ESettings) -> None:
-        self.name = ctx.spec.name
-        self.spec = ctx.spec
+        super().__init__(ctx)
         self.settings = settings
         self.secrets: dict[str, SecretStr] = dict(ctx.secrets)
         self.artifacts_root = ctx.artifacts_dir
 
-    def _result(self, outcome: Outcome, summary: str, start: float, **kw: object) -> CheckResult:
-        return CheckResult.model_validate({
-            "name": self.name, "kind": self.kind, "outcome": outcome, "summary": summary,
-            "duration_s": time.monotonic() - start, **kw,
-        })
-
-    async def run(self, inp: CheckInput) -> CheckResult:
-        start = time.monotonic()
+    async def measure(self, inp: CheckInput) -> CheckResult:
         base = service_url(self.spec, inp, self.settings.url)
         out_dir = self.artifacts_root / slug(inp.release.release_id)
         if self.settings.suite is not None:
             if inp.checkout_dir is None:
-                return self._result(Outcome.ERROR, "no checkout of the release to run the suite in", start)
+                return self.error("no checkout of the release to run the suite in")
             so = await run_suite(self.settings.suite, base, inp.checkout_dir, out_dir, f"e2e-{slug(self.name)}")
-            return self._result(so.outcome, so.summary, start, findings=so.findings, metrics=so.metrics,
-                                artifacts=so.artifacts)
-        return await self._flows(base, out_dir, start)
+            return self.result(so.outcome, so.summary, findings=so.findings, metrics=so.metrics,
+                               artifacts=so.artifacts)
+        return await self._flows(base, out_dir)
 
-    async def _flows(self, base: str, out_dir: Path, start: float) -> CheckResult:
+    async def _flows(self, base: str, out_dir: Path) -> CheckResult:
         chromium = self.settings.chromium
         try:
             async with async_playwright() as pw:
@@ -169,8 +160,7 @@ class E2ECheck:
                         timeout=chromium.launch_timeout_s * 1000,
                     )
                 except PlaywrightError as exc:
-                    return self._result(Outcome.ERROR, f"could not launch Chromium ({chromium.executable_path}): "
-                                        f"{_first_line(exc)}", start)
+                    return self.error(f"could not launch Chromium ({chromium.executable_path}): {_first_line(exc)}")
                 launch_ms = round((time.monotonic() - t0) * 1000, 1)
                 try:
                     w, h = chromium.viewport
@@ -180,27 +170,23 @@ class E2ECheck:
                 finally:
                     await browser.close()
         except PlaywrightError as exc:  # the driver itself, or the browser died under us
-            return self._result(Outcome.ERROR, f"Playwright failed: {_first_line(exc)}", start)
-        return self._judge(journey, launch_ms, start)
+            return self.error(f"Playwright failed: {_first_line(exc)}")
+        return self._judge(journey, launch_ms)
 
-    def _judge(self, journey: _Journey, launch_ms: float, start: float) -> CheckResult:
+    def _judge(self, journey: _Journey, launch_ms: float) -> CheckResult:
         flows = [f.name for f in self.settings.flows]
         metrics = {"browser.launch_ms": launch_ms, **journey.metrics, "flows.total": float(len(flows)),
                    "flows.passed": float(len(journey.passed))}
         not_run = flows[len(journey.passed) + 1:]
         tail = f" (not run: {', '.join(not_run)})" if not_run else ""
         if journey.unreachable is not None:
-            return self._result(Outcome.ERROR, f"could not load the app: {journey.unreachable}{tail}", start,
-                                metrics=metrics, artifacts=journey.artifacts)
+            return self.error(f"could not load the app: {journey.unreachable}{tail}", metrics=metrics,
+                              artifacts=journey.artifacts)
         if journey.findings:
             summary = "; ".join(f.message for f in journey.findings) + tail
-            return self._result(Outcome.FAILED, summary, start, findings=journey.findings, metrics=metrics,
-                                artifacts=journey.artifacts)
+            return self.failed(journey.findings, metrics, summary=summary, artifacts=journey.artifacts)
         timings = ", ".join(f"{n} {journey.metrics[f'flow.{slug(n)}.ms'] / 1000:.1f}s" for n in flows)
-        return self._result(Outcome.PASSED, f"{len(flows)} flow(s) passed: {timings}", start, metrics=metrics)
-
-    async def record_baseline(self, inp: CheckInput, result: CheckResult) -> None:
-        return None
+        return self.passed(f"{len(flows)} flow(s) passed: {timings}", metrics=metrics)
 
 
 def _first_line(exc: PlaywrightError) -> str:
@@ -210,10 +196,10 @@ def _first_line(exc: PlaywrightError) -> str:
 
 def make_check(ctx: CheckContext) -> E2ECheck:
     """Factory registered as `e2e`."""
-    where = f"checks.{ctx.spec.name}.settings"
-    settings = parse_settings(E2ESettings, ctx.spec.settings, where)
+    settings = ctx.settings(E2ESettings)
     for i, flow in enumerate(settings.flows):
         missing = sorted(flow.secret_keys - set(ctx.secrets))
         if missing:
-            raise ConfigError(f"value_secret {missing[0]!r} is not among the check's secrets", f"{where}.flows.{i}")
+            raise ConfigError(f"value_secret {missing[0]!r} is not among the check's secrets",
+                              ctx.location("settings", "flows", i))
     return E2ECheck(ctx, settings)

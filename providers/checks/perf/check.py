@@ -6,18 +6,16 @@ import asyncio
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from providers.checks.base import CheckContext, CheckInput
+from providers.checks.base import BaseCheck, CheckContext, CheckInput
 from providers.clients.http import is_loopback_host
-from providers.config import parse_settings
 from providers.errors import ConfigError, PermanentError
-from providers.models import CheckResult, Finding, Outcome, Severity
+from providers.models import CheckResult, Finding, Severity
 from providers.state.baselines import BaselineStore
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -142,7 +140,7 @@ def judge(
     return out
 
 
-class PerfCheck:
+class PerfCheck(BaseCheck):
     """Runs a bounded locust load against the service's endpoints; FAILED over a threshold or on a regression.
 
     ERROR when nothing could be measured (the runner failed, the URL is not loopback, no request was sent).
@@ -152,7 +150,7 @@ class PerfCheck:
     kind = "perf"
 
     def __init__(self, ctx: CheckContext, settings: PerfSettings) -> None:
-        self.name = ctx.spec.name
+        super().__init__(ctx)
         self.service = ctx.spec.service
         self.settings = settings
         self.store = BaselineStore(ctx.baseline_dir)
@@ -180,7 +178,7 @@ class PerfCheck:
                            "expect_status": e.expect_status} for e in s.endpoints],
         }
 
-    async def measure(self, base_url: str) -> dict[str, Any]:
+    async def load(self, base_url: str) -> dict[str, Any]:
         """Run the locust child process once and return its figures; PermanentError when it fails."""
         python = self.settings.python or sys.executable
         env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP} | {"PYTHONPATH": str(ROOT)}
@@ -204,30 +202,25 @@ class PerfCheck:
             raise PermanentError("the locust runner printed no figures", provider="locust") from None
         return figures
 
-    async def run(self, inp: CheckInput) -> CheckResult:
-        start = time.monotonic()
+    async def measure(self, inp: CheckInput) -> CheckResult:
         base_url = self._base_url(inp)
-        raw = await self.measure(base_url)
+        raw = await self.load(base_url)
         figures: dict[str, dict[str, float]] = raw["endpoints"]
         metrics = {f"{label}.{k}": float(v[k]) for label, v in figures.items() for k in FIGURES}
         artifact = self._save(inp, raw)
         sent = sum(int(v["requests"]) for v in figures.values())
         if sent == 0:
-            return CheckResult(name=self.name, kind=self.kind, outcome=Outcome.ERROR, metrics=metrics,
-                               summary="no request completed: " + ("; ".join(raw.get("errors", [])[:3]) or "?"),
-                               artifacts=artifact, duration_s=time.monotonic() - start)
+            return self.error("no request completed: " + ("; ".join(raw.get("errors", [])[:3]) or "?"),
+                              metrics=metrics, artifacts=artifact)
         baseline = self.store.latest(self.name)
         findings = judge(self.settings, figures, baseline)
         if findings:
-            outcome, summary = Outcome.FAILED, "; ".join(f.message for f in findings)
-        else:
-            worst = max(figures, key=lambda k: figures[k]["p95_ms"])
-            outcome = Outcome.PASSED
-            summary = (f"{len(figures)} endpoint(s), {self.settings.users} users x {self.settings.duration_s:g}s: "
-                       f"{sent} requests, worst p95 {figures[worst]['p95_ms']:.0f} ms ({worst})"
-                       + (f", vs baseline {baseline.get('release_id')}" if baseline else ", no baseline yet"))
-        return CheckResult(name=self.name, kind=self.kind, outcome=outcome, summary=summary, findings=findings,
-                           metrics=metrics, artifacts=artifact, duration_s=time.monotonic() - start)
+            return self.failed(findings, metrics, artifacts=artifact)
+        worst = max(figures, key=lambda k: figures[k]["p95_ms"])
+        return self.passed(f"{len(figures)} endpoint(s), {self.settings.users} users x {self.settings.duration_s:g}s: "
+                           f"{sent} requests, worst p95 {figures[worst]['p95_ms']:.0f} ms ({worst})"
+                           + (f", vs baseline {baseline.get('release_id')}" if baseline else ", no baseline yet"),
+                           metrics=metrics, artifacts=artifact)
 
     def _save(self, inp: CheckInput, raw: dict[str, Any]) -> dict[str, str]:
         folder = self.artifacts_dir / inp.release.release_id
@@ -246,8 +239,8 @@ class PerfCheck:
 
 def make_check(ctx: CheckContext) -> PerfCheck:
     """Factory registered as `perf`."""
-    settings = parse_settings(PerfSettings, ctx.spec.settings, f"checks.{ctx.spec.name}.settings")
+    settings = ctx.settings(PerfSettings)
     if settings.url is not None and not is_loopback_url(settings.url):
         raise ConfigError("load is only sent to loopback addresses (127.0.0.0/8, ::1, localhost)",
-                          f"checks.{ctx.spec.name}.settings.url")
+                          ctx.location("settings", "url"))
     return PerfCheck(ctx, settings)
