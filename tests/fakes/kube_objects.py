@@ -112,7 +112,9 @@ def fenceposts(dep: Json) -> tuple[int, int]:
 
 
 def revision(obj: Json) -> int:
-    return int((obj["metadata"].get("annotations") or {}).get(REVISION, "0"))
+    """The revision annotation; 0 when it is not a number (the controller's MaxRevision logs and skips those)."""
+    value = str((obj["metadata"].get("annotations") or {}).get(REVISION, "0"))
+    return int(value) if value.isdigit() else 0
 
 
 REASONS = {

@@ -29,6 +29,7 @@ from tests.fakes.kube_objects import (
     selector_matches,
     status_body,
 )
+from tests.fakes.kube_objects import revision as revision_of_rs
 from tests.fakes.kube_patch import PatchError, json_patch, merge_patch, strategic_merge
 from tests.fakes.kube_tls import make_cluster_tls
 
@@ -376,6 +377,18 @@ class FakeKubeApiServer(FakeServer):
             new = copy.deepcopy(st.obj)
             new["spec"].update(changes)
             self._store(st, new)
+
+    def annotate_replica_set(self, name: str, revision: int, namespace: str = "default", **annotations: str) -> str:
+        """Overwrite annotations of the Deployment's ReplicaSet of `revision` (as `kubectl annotate rs` would).
+
+        Pass annotation keys with `**{"deployment.kubernetes.io/revision": "x"}`; returns the ReplicaSet's name.
+        """
+        with self.lock:
+            self.controller.advance()
+            dep = self.controller.deployments[(namespace, name)].obj
+            rs = next(r for r in self.controller.owned(dep) if revision_of_rs(r.obj) == revision)
+            rs.obj["metadata"].setdefault("annotations", {}).update(annotations)
+            return str(rs.obj["metadata"]["name"])
 
     def template_matches(self, name: str, template: Json, namespace: str = "default") -> bool:
         with self.lock:

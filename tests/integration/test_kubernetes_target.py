@@ -116,8 +116,8 @@ async def test_rolling_update_passes_through_each_waiting_rule(
         seen.append(await sample(t, handle))
     assert seen == [
         "Waiting for deployment spec update to be observed...",
-        "Waiting for deployment 'api' rollout to finish: 1 out of 2 new replicas have been updated...",
-        "Waiting for deployment 'api' rollout to finish: 1 old replicas are pending termination...",
+        "Waiting for deployment \"api\" rollout to finish: 1 out of 2 new replicas have been updated...",
+        "Waiting for deployment \"api\" rollout to finish: 1 old replicas are pending termination...",
         "READY",
     ]
     await t.aclose()
@@ -132,7 +132,7 @@ async def test_recreate_waits_for_updated_replicas_to_be_available(
     clock.tick(0.5)
     assert (
         await sample(t, handle)
-        == "Waiting for deployment 'api' rollout to finish: 0 of 2 updated replicas are available..."
+        == "Waiting for deployment \"api\" rollout to finish: 0 of 2 updated replicas are available..."
     )
     clock.tick(1.0)
     assert await sample(t, handle) == "READY"
@@ -152,7 +152,7 @@ async def test_progress_deadline_exceeded_is_failed_only_after_the_deadline(
     clock.tick(2.0)
     failed = await t.wait_ready(handle, 0)
     assert failed.status == DeployStatus.FAILED
-    assert failed.message == "deployment 'api' exceeded its progress deadline"
+    assert failed.message == 'deployment "api" exceeded its progress deadline'
     cond = next(c for c in slow_kube.deployment("api")["status"]["conditions"] if c["type"] == "Progressing")
     assert (cond["status"], cond["reason"]) == ("False", "ProgressDeadlineExceeded")
 
@@ -238,7 +238,9 @@ async def test_undo_to_the_current_revision_is_skipped(kube: FakeKubeApiServer, 
     again = await t.rollback(now)
     assert again.detail["skipped"] == "skipped rollback (current template already matches revision 4)"
     stale = await t.rollback(ServiceVersion(service="api", version=sha(1), vendor_ref="2"))  # kept in revision-history
-    assert stale.detail["skipped"] and stale.detail["to_revision"] == 4
+    # kubectl names the revision as requested (2), though the ReplicaSet now carries revision 4
+    assert stale.detail["skipped"] == "skipped rollback (current template already matches revision 2)"
+    assert stale.detail["to_revision"] == 4
     assert len(kube.patches) == patches
     assert (await t.wait_ready(stale, 5)).status == DeployStatus.READY
 
@@ -247,7 +249,7 @@ async def test_undo_refuses_unknown_or_mismatched_revisions(kube: FakeKubeApiSer
     kube.create_deployment("api", f"{REPO}:{sha(0)}", strategy=SURGE)
     t = target(kube, tmp_path, "api")
     await ready(t, 1)
-    with pytest.raises(PermanentError, match="unable to find revision 42"):
+    with pytest.raises(PermanentError, match="unable to find specified revision 42 in history"):
         await t.rollback(ServiceVersion(service="api", version=sha(0), vendor_ref="42"))
     with pytest.raises(PermanentError, match="refusing to roll back"):
         await t.rollback(ServiceVersion(service="api", version=sha(7), vendor_ref="1"))
@@ -283,10 +285,35 @@ async def test_several_containers_need_the_containers_setting(kube: FakeKubeApiS
 
 async def test_paused_deployment_is_refused(kube: FakeKubeApiServer, tmp_path: Path) -> None:
     kube.create_deployment("api", f"{REPO}:{sha(0)}", strategy=SURGE)
+    t = target(kube, tmp_path, "api")
+    await ready(t, 1)
+    patches = len(kube.patches)
     kube.set_spec("api", paused=True)
     with pytest.raises(PermanentError, match="paused"):
-        await target(kube, tmp_path, "api").deploy(make_release("staging", sha(1)))
-    assert kube.patches == []
+        await t.deploy(make_release("staging", sha(2)))
+    with pytest.raises(PermanentError) as caught:
+        await t.rollback(ServiceVersion(service="api", version=sha(0), vendor_ref="1"))
+    assert str(caught.value).endswith(  # kubectl rollback.go, word for word
+        "you cannot rollback a paused deployment; resume it first with 'kubectl rollout resume' and try again"
+    )
+    assert len(kube.patches) == patches
+
+
+async def test_no_history_and_malformed_revisions_are_kubectl_errors(kube: FakeKubeApiServer, tmp_path: Path) -> None:
+    kube.create_deployment("api", f"{REPO}:{sha(0)}", strategy=SURGE)
+    t = target(kube, tmp_path, "api")
+    with pytest.raises(PermanentError, match='no rollout history found for deployment "api"'):
+        await t.rollback(ServiceVersion(service="api", version="", vendor_ref="0"))
+    await ready(t, 1)
+    # someone wrote a revision that is not a number on the first ReplicaSet: it is skipped, never a ValueError
+    kube.annotate_replica_set("api", 1, **{"deployment.kubernetes.io/revision": "one"})
+    assert [v.vendor_ref for v in await t.history()] == ["2"]
+    with pytest.raises(PermanentError, match=f"unable to find image tag {sha(0)} in history"):
+        await t.rollback(ServiceVersion(service="api", version=sha(0)))
+    with pytest.raises(PermanentError, match="unable to find specified revision 1 in history"):
+        await t.rollback(ServiceVersion(service="api", version=sha(0), vendor_ref="1"))
+    with pytest.raises(PermanentError, match='no rollout history found for deployment "api"'):
+        await t.rollback(ServiceVersion(service="api", version=""))
 
 
 # -- zero downtime --------------------------------------------------------------------------------------------------

@@ -16,9 +16,14 @@ from providers.targets.kubernetes.rollout import (
     capacity_drop,
     deployment_revision,
     equal_ignore_hash,
+    no_rollout_history,
     resolve_fenceposts,
+    revision_not_found,
+    revisions_served,
     rollback_patch,
+    rollback_skipped,
     rollout_status,
+    scan_order,
     selector_string,
 )
 
@@ -122,6 +127,48 @@ def test_deployment_revision_picks_like_kubectl() -> None:
     assert deployment_revision(sets, 0) is sets[2]  # 0 = the previous revision (second highest)
     assert deployment_revision(sets, 7) is None
     assert deployment_revision(sets[:1], 0) is None  # no rollout history
+
+
+def created(replica_set: dict[str, Any], at: str) -> dict[str, Any]:
+    replica_set["metadata"]["creationTimestamp"] = at
+    return replica_set
+
+
+def test_replica_sets_are_scanned_in_creation_order_with_the_new_one_last() -> None:
+    """kubectl GetAllReplicaSets: sorted by creationTimestamp (name breaks ties), the new ReplicaSet appended."""
+    old = created(rs(1, "a:1", "h1"), "2026-01-01T00:00:01Z")
+    mid = created(rs(2, "a:2", "h2"), "2026-01-01T00:00:02Z")
+    new = created(rs(3, "a:3", "h3"), "2026-01-01T00:00:00Z")  # oldest, but its template is the Deployment's
+    deployment = {"spec": {"template": new["spec"]["template"]}}
+    assert scan_order([mid, new, old], deployment) == [old, mid, new]
+    assert scan_order([mid, new, old], None) == [new, old, mid]
+    # two ReplicaSets claiming one revision: kubectl returns the first in its order, the older one
+    twin_new = created(rs(2, "a:2b", "h4"), "2026-01-01T00:00:09Z")
+    assert deployment_revision([twin_new, mid, old], 2, deployment) is mid
+
+
+def test_malformed_revisions_are_skipped_not_raised() -> None:
+    bad = rs(1, "a:1", "h1")
+    bad["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = "not-a-number"
+    bad["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"] = "x,2"
+    good = rs(3, "a:3", "h3")
+    assert deployment_revision([bad, good], 1) is None
+    assert deployment_revision([bad, good], 0) is None  # only one numbered revision: no rollout history
+    assert revisions_served(bad) == [2]
+
+
+def test_kubectl_words() -> None:
+    """pkg/polymorphichelpers/rollback.go and rollout_status.go: %q quotes the name with double quotes."""
+    assert no_rollout_history("api") == 'no rollout history found for deployment "api"'
+    assert revision_not_found(7) == "unable to find specified revision 7 in history"
+    assert rollback_skipped(2) == "skipped rollback (current template already matches revision 2)"
+    done = rollout_status(dep(updatedReplicas=3, replicas=3, availableReplicas=3))
+    assert done.message == 'deployment "api" successfully rolled out'
+    waiting = rollout_status(dep(updatedReplicas=1, replicas=3))
+    assert waiting.message == (
+        'Waiting for deployment "api" rollout to finish: 1 out of 3 new replicas have been updated...'
+    )
+    assert rollout_status(dep(conditions=TIMED_OUT)).message == 'deployment "api" exceeded its progress deadline'
 
 
 def test_equal_ignore_hash_and_empty_fields() -> None:

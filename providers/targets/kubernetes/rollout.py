@@ -50,6 +50,19 @@ def revision_of(obj: dict[str, Any]) -> int:
     return int(value) if value is not None else 0
 
 
+def revision_or_none(obj: dict[str, Any]) -> int | None:
+    """The revision annotation as an int, or None when it is not a number (kubectl skips such ReplicaSets)."""
+    try:
+        return revision_of(obj)
+    except ValueError:
+        return None
+
+
+def quoted(name: str) -> str:
+    """Go's %q of a Kubernetes object name (a DNS label: nothing to escape), as kubectl prints it."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def get_condition(status: dict[str, Any], cond_type: str) -> dict[str, Any] | None:
     """deploymentutil.GetDeploymentCondition."""
     for cond in status.get("conditions") or []:
@@ -66,7 +79,7 @@ def rollout_status(deployment: dict[str, Any], revision: int = 0) -> RolloutStat
     meta = deployment.get("metadata") or {}
     spec = deployment.get("spec") or {}
     status = deployment.get("status") or {}
-    name = meta.get("name", "")
+    name = quoted(str(meta.get("name", "")))
     if revision > 0:
         running = revision_of(deployment)
         if revision != running:
@@ -76,14 +89,14 @@ def rollout_status(deployment: dict[str, Any], revision: int = 0) -> RolloutStat
     if _int(meta.get("generation")) <= _int(status.get("observedGeneration")):
         cond = get_condition(status, "Progressing")
         if cond is not None and cond.get("reason") == TIMED_OUT_REASON:
-            return RolloutStatus(False, True, f"deployment {name!r} exceeded its progress deadline")
+            return RolloutStatus(False, True, f"deployment {name} exceeded its progress deadline")
         replicas = spec.get("replicas")
         updated = _int(status.get("updatedReplicas"))
         if replicas is not None and updated < int(replicas):
             return RolloutStatus(
                 False,
                 False,
-                f"Waiting for deployment {name!r} rollout to finish: "
+                f"Waiting for deployment {name} rollout to finish: "
                 f"{updated} out of {replicas} new replicas have been updated...",
             )
         total = _int(status.get("replicas"))
@@ -91,7 +104,7 @@ def rollout_status(deployment: dict[str, Any], revision: int = 0) -> RolloutStat
             return RolloutStatus(
                 False,
                 False,
-                f"Waiting for deployment {name!r} rollout to finish: "
+                f"Waiting for deployment {name} rollout to finish: "
                 f"{total - updated} old replicas are pending termination...",
             )
         available = _int(status.get("availableReplicas"))
@@ -99,10 +112,10 @@ def rollout_status(deployment: dict[str, Any], revision: int = 0) -> RolloutStat
             return RolloutStatus(
                 False,
                 False,
-                f"Waiting for deployment {name!r} rollout to finish: "
+                f"Waiting for deployment {name} rollout to finish: "
                 f"{available} of {updated} updated replicas are available...",
             )
-        return RolloutStatus(True, False, f"deployment {name!r} successfully rolled out")
+        return RolloutStatus(True, False, f"deployment {name} successfully rolled out")
     return RolloutStatus(False, False, "Waiting for deployment spec update to be observed...")
 
 
@@ -201,27 +214,50 @@ def selector_string(selector: dict[str, Any]) -> str:
 
 
 def revisions_served(rs: dict[str, Any]) -> list[int]:
-    """Every revision this ReplicaSet has served: its revision plus its revision-history annotation."""
+    """Every revision this ReplicaSet has served: its revision plus its revision-history annotation.
+
+    Entries that are not numbers are left out (no revision at all when the revision annotation is malformed).
+    """
     annotations = (rs.get("metadata") or {}).get("annotations") or {}
-    out = [revision_of(rs)]
+    own = revision_or_none(rs)
+    out = [] if own is None else [own]
     history = annotations.get(REVISION_HISTORY_ANNOTATION) or ""
-    out += [int(r) for r in history.split(",") if r.strip()]
+    out += [int(r) for r in history.split(",") if r.strip().isdigit()]
     return out
 
 
-def deployment_revision(replica_sets: list[dict[str, Any]], to_revision: int) -> dict[str, Any] | None:
+def scan_order(replica_sets: list[dict[str, Any]], deployment: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """kubectl GetAllReplicaSets' order: by creation time (name breaks ties), then the new ReplicaSet last.
+
+    findNewReplicaSet sorts the list by creationTimestamp and takes the oldest one whose template equals the
+    Deployment's; deploymentRevision then scans `allOldRSs + [newRS]` (pkg/util/deployment/deployment.go).
+    """
+    ordered = sorted(replica_sets, key=lambda r: (str((r.get("metadata") or {}).get("creationTimestamp") or ""),
+                                                  str((r.get("metadata") or {}).get("name") or "")))
+    if deployment is None:
+        return ordered
+    template = (deployment.get("spec") or {}).get("template") or {}
+    new = next((r for r in ordered if equal_ignore_hash((r.get("spec") or {}).get("template") or {}, template)), None)
+    if new is None:
+        return ordered
+    return [r for r in ordered if r is not new] + [new]
+
+
+def deployment_revision(
+    replica_sets: list[dict[str, Any]], to_revision: int, deployment: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """kubectl rollback.go deploymentRevision: the RS of `to_revision`, or the previous one when it is 0.
 
-    Returns None when kubectl would fail with "unable to find specified revision" / "no rollout history found".
+    ReplicaSets are scanned in kubectl's order (`scan_order`); one whose revision annotation is not a number is
+    skipped. Returns None when kubectl fails: see `revision_not_found` and `no_rollout_history`.
     """
     latest: dict[str, Any] | None = None
     latest_rev = -1
     previous: dict[str, Any] | None = None
     previous_rev = -1
-    for rs in replica_sets:
-        try:
-            v = revision_of(rs)
-        except ValueError:
+    for rs in scan_order(replica_sets, deployment):
+        v = revision_or_none(rs)
+        if v is None:
             continue
         if to_revision == 0:
             if latest_rev < v:
@@ -234,6 +270,24 @@ def deployment_revision(replica_sets: list[dict[str, Any]], to_revision: int) ->
     if to_revision > 0:
         return None
     return previous
+
+
+def revision_not_found(to_revision: int) -> str:
+    """kubectl rollback.go revisionNotFoundErr."""
+    return f"unable to find specified revision {to_revision} in history"
+
+
+def no_rollout_history(name: str) -> str:
+    """kubectl deploymentRevision's error when there is no previous revision."""
+    return f"no rollout history found for deployment {quoted(name)}"
+
+
+PAUSED_ROLLBACK = "you cannot rollback a paused deployment; resume it first with 'kubectl rollout resume' and try again"
+
+
+def rollback_skipped(to_revision: int) -> str:
+    """kubectl's answer when the revision's template is the current one (`to_revision` as requested)."""
+    return f"skipped rollback (current template already matches revision {to_revision})"
 
 
 def rollback_annotations(deployment: dict[str, Any], rs: dict[str, Any]) -> dict[str, str]:

@@ -16,13 +16,18 @@ from providers.targets.kubernetes.client import gke_connection, kubeconfig_conne
 from providers.targets.kubernetes.errors import RetryingCaller
 from providers.targets.kubernetes.rollout import (
     CHANGE_CAUSE_ANNOTATION,
+    PAUSED_ROLLBACK,
     capacity_drop,
     deployment_revision,
     equal_ignore_hash,
-    revision_of,
+    no_rollout_history,
+    revision_not_found,
+    revision_or_none,
     revisions_served,
     rollback_patch,
+    rollback_skipped,
     rollout_status,
+    scan_order,
 )
 from providers.targets.kubernetes.settings import KubeSettings, parse_settings
 
@@ -120,12 +125,13 @@ class KubernetesTarget:
 
     def _refuse_paused(self, dep: Json, what: str) -> None:
         if (dep.get("spec") or {}).get("paused"):
-            raise PermanentError(
-                f"you cannot {what} a paused deployment; resume it first with "
-                f"'kubectl rollout resume deployment/{self.name}' and try again",
-                provider=self.provider,
-                resource=self.resource,
+            message = (
+                PAUSED_ROLLBACK
+                if what == "rollback"
+                else f"you cannot {what} a paused deployment; resume it first with "
+                f"'kubectl rollout resume deployment/{self.name}' and try again"
             )
+            raise PermanentError(message, provider=self.provider, resource=self.resource)
 
     def _service_version(self, obj: Json, template: Json, revision: int) -> ServiceVersion:
         version, image = self._version_of(template)
@@ -150,17 +156,17 @@ class KubernetesTarget:
         dep = await self._api.read()
         status = rollout_status(dep)
         if status.done:
-            return self._service_version(dep, dep["spec"]["template"], revision_of(dep))
+            return self._service_version(dep, dep["spec"]["template"], (revision_or_none(dep) or 0))
         serving = [
             rs
             for rs in await self._api.replica_sets(dep)
             if int((rs.get("status") or {}).get("availableReplicas") or 0)
         ]
         if not serving:
-            version = self._service_version(dep, dep["spec"]["template"], revision_of(dep))
+            version = self._service_version(dep, dep["spec"]["template"], (revision_or_none(dep) or 0))
         else:
-            rs = max(serving, key=lambda r: (int(r["status"]["availableReplicas"]), revision_of(r)))
-            version = self._service_version(rs, rs["spec"]["template"], revision_of(rs))
+            rs = max(serving, key=lambda r: (int(r["status"]["availableReplicas"]), revision_or_none(r) or 0))
+            version = self._service_version(rs, rs["spec"]["template"], revision_or_none(rs) or 0)
         version.detail["rollout"] = status.message
         version.detail["desired_version"] = self._version_of(dep["spec"]["template"])[0]
         return version
@@ -181,7 +187,7 @@ class KubernetesTarget:
             "deployment": self.name,
             "image": image,
             "template_release": release.release_id,
-            "previous_revision": revision_of(dep),
+            "previous_revision": (revision_or_none(dep) or 0),
         }
         if all(images[n] == image for n in names) and self._release_of(template) == release.release_id:
             detail["patched"] = False
@@ -231,7 +237,7 @@ class KubernetesTarget:
             if status.failed:
                 return self._result(handle, DeployStatus.FAILED, message, started)
             if status.done:
-                ready = handle.model_copy(update={"vendor_ref": str(revision_of(dep))})
+                ready = handle.model_copy(update={"vendor_ref": str(revision_or_none(dep) or 0)})
                 return self._result(ready, DeployStatus.READY, message, started)
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -242,40 +248,57 @@ class KubernetesTarget:
     def _result(handle: DeployHandle, status: DeployStatus, message: str, started: float) -> DeployResult:
         return DeployResult(handle=handle, status=status, message=message, duration_s=time.monotonic() - started)
 
+    def _requested_revision(self, to: ServiceVersion) -> int | None:
+        if not to.vendor_ref:
+            return None
+        try:
+            wanted = int(to.vendor_ref)
+        except ValueError as exc:
+            raise PermanentError(
+                f"vendor_ref {to.vendor_ref!r} is not a revision", provider=self.provider, resource=self.resource
+            ) from exc
+        if wanted < 0:
+            raise PermanentError(revision_not_found(wanted), provider=self.provider, resource=self.resource)
+        return wanted
+
     async def _find_replica_set(self, dep: Json, to: ServiceVersion) -> Json:
-        replica_sets = await self._api.replica_sets(dep)
+        """The ReplicaSet to undo to: by revision (kubectl deploymentRevision), else by image tag, else previous.
+
+        ReplicaSets are scanned in kubectl's order (creation time, the new one last); one whose revision
+        annotation is not a number is skipped, never a crash.
+        """
+        replica_sets = scan_order(await self._api.replica_sets(dep), dep)
+        wanted = self._requested_revision(to)
         rs: Json | None = None
-        if to.vendor_ref:
-            try:
-                wanted = int(to.vendor_ref)
-            except ValueError as exc:
-                raise PermanentError(
-                    f"vendor_ref {to.vendor_ref!r} is not a revision", provider=self.provider, resource=self.resource
-                ) from exc
-            rs = deployment_revision(replica_sets, wanted)
-            if rs is None:  # a reused ReplicaSet moved to a newer revision and keeps the old one in its history
+        if wanted is not None:
+            rs = deployment_revision(replica_sets, wanted, dep)
+            if rs is None and wanted > 0:  # a reused ReplicaSet moved on and keeps the old one in its history
                 rs = next((r for r in replica_sets if wanted in revisions_served(r)), None)
             if rs is None:
-                raise PermanentError(
-                    f"unable to find revision {wanted} in the rollout history",
-                    provider=self.provider,
-                    resource=self.resource,
-                )
-        if rs is None and to.version:
+                message = revision_not_found(wanted) if wanted > 0 else no_rollout_history(self.name)
+                raise PermanentError(message, provider=self.provider, resource=self.resource)
+        elif to.version:
             image = f"{self.settings.repository}:{to.version}"
             names = self._container_names(dep["spec"]["template"])
             matches = [
-                r for r in replica_sets if all(self._images(r["spec"]["template"]).get(n) == image for n in names)
+                r
+                for r in replica_sets
+                if revision_or_none(r) is not None
+                and all(self._images(r["spec"]["template"]).get(n) == image for n in names)
             ]
             same_release = [r for r in matches if self._release_of(r["spec"]["template"]) == to.release_id]
             pool = same_release or matches
-            rs = max(pool, key=revision_of) if pool else None
-        if rs is None:
-            raise PermanentError(
-                f"unable to find image tag {to.version} in the rollout history",
-                provider=self.provider,
-                resource=self.resource,
-            )
+            rs = max(pool, key=lambda r: revision_or_none(r) or 0) if pool else None
+            if rs is None:
+                raise PermanentError(
+                    f"unable to find image tag {to.version} in history",
+                    provider=self.provider,
+                    resource=self.resource,
+                )
+        else:
+            rs = deployment_revision(replica_sets, 0, dep)
+            if rs is None:
+                raise PermanentError(no_rollout_history(self.name), provider=self.provider, resource=self.resource)
         found_version, _image = self._version_of(rs["spec"]["template"])
         if to.version and found_version != to.version:
             raise PermanentError(
@@ -289,22 +312,23 @@ class KubernetesTarget:
         """`kubectl rollout undo --to-revision`: patch the template back to that revision's ReplicaSet."""
         dep = await self._api.read()
         rs = await self._find_replica_set(dep, to)
-        to_revision = revision_of(rs)
+        to_revision = revision_or_none(rs) or 0
+        requested = self._requested_revision(to)
         version, image = self._version_of(rs["spec"]["template"])
         detail: dict[str, Any] = {
             "namespace": self.namespace,
             "deployment": self.name,
             "image": image,
             "to_revision": to_revision,
-            "from_revision": revision_of(dep),
+            "from_revision": revision_or_none(dep) or 0,
             "template_release": self._release_of(rs["spec"]["template"]),
         }
         release_id = detail["template_release"] or to.release_id
         self._refuse_paused(dep, "rollback")
         if equal_ignore_hash(rs["spec"]["template"], dep["spec"]["template"]):
-            detail["skipped"] = f"skipped rollback (current template already matches revision {to_revision})"
+            detail["skipped"] = rollback_skipped(to_revision if requested is None else requested)
             handle = self._handle(version, release_id, detail)
-            return handle.model_copy(update={"vendor_ref": str(revision_of(dep))})
+            return handle.model_copy(update={"vendor_ref": str(revision_or_none(dep) or 0)})
         warning = self._check_capacity(dep, refuse=False)
         if warning:
             detail["warning"] = warning
@@ -315,8 +339,9 @@ class KubernetesTarget:
     async def history(self) -> list[ServiceVersion]:
         """The Deployment's ReplicaSets by revision, newest first (what `kubectl rollout history` lists)."""
         dep = await self._api.read()
-        replica_sets = sorted(await self._api.replica_sets(dep), key=revision_of, reverse=True)
-        return [self._service_version(rs, rs["spec"]["template"], revision_of(rs)) for rs in replica_sets]
+        numbered = [(rev, rs) for rs in await self._api.replica_sets(dep) if (rev := revision_or_none(rs)) is not None]
+        numbered.sort(key=lambda pair: pair[0], reverse=True)  # a ReplicaSet whose revision is not a number: left out
+        return [self._service_version(rs, rs["spec"]["template"], rev) for rev, rs in numbered]
 
     async def aclose(self) -> None:
         """Close the ApiClient when this target built it (an injected one belongs to its owner)."""
