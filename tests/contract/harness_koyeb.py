@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from providers.models import DeployStatus
 from tests.contract.paas_harness import STEP_S, PaasHarness
 from tests.fakes.koyeb import KoyebFake
 
@@ -26,6 +27,13 @@ class KoyebHarness(PaasHarness):
     def vendor_deployment_count(self, service: str) -> int:
         assert isinstance(self.fake, KoyebFake)
         return self.fake.count(f"svc-{service}")
+
+    def documented_outcomes(self) -> dict[str, tuple[str, DeployStatus]]:
+        """DeploymentStatus values koyeb-cli's `--wait` ends on as failures (pkg/koyeb/services_update.go)."""
+        out = {"ERROR": (self.failing_sha(), DeployStatus.FAILED)}
+        for state in ("DEGRADED", "UNHEALTHY"):
+            out[state] = (self.state_sha(state), DeployStatus.FAILED)
+        return out
 
 
 HARNESS_FACTORY = KoyebHarness

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from providers.models import DeployStatus
 from tests.contract.paas_harness import STEP_S, PaasHarness
 from tests.fakes.railway import RailwayFake
 
@@ -33,6 +34,16 @@ class RailwayHarness(PaasHarness):
     def vendor_deployment_count(self, service: str) -> int:
         assert isinstance(self.fake, RailwayFake)
         return self.fake.count(f"svc-{service}")
+
+    def documented_outcomes(self) -> dict[str, tuple[str, DeployStatus]]:
+        """DeploymentStatus values that end a deployment without it serving."""
+        return {"FAILED": (self.failing_sha(), DeployStatus.FAILED),
+                "CRASHED": (self.state_sha("CRASHED"), DeployStatus.FAILED),
+                "SKIPPED": (self.state_sha("SKIPPED"), DeployStatus.CANCELED)}
+
+    def documented_waits(self) -> dict[str, str]:
+        """DeploymentStatus values a deployment can stay in until someone acts."""
+        return {state: self.state_sha(state, hold=True) for state in ("WAITING", "NEEDS_APPROVAL")}
 
 
 HARNESS_FACTORY = RailwayHarness

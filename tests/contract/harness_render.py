@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from providers.models import DeployStatus
 from tests.contract.paas_harness import STEP_S, PaasHarness
 from tests.fakes.render import RenderFake
 
@@ -30,6 +31,14 @@ class RenderHarness(PaasHarness):
     def vendor_deployment_count(self, service: str) -> int:
         assert isinstance(self.fake, RenderFake)
         return self.fake.count(service_id(service))
+
+    def documented_outcomes(self) -> dict[str, tuple[str, DeployStatus]]:
+        """Deploy statuses that end a deploy without it going live (/reference/retrieve-deploy)."""
+        out = {"build_failed": (self.failing_sha(), DeployStatus.FAILED)}
+        for state in ("update_failed", "pre_deploy_failed"):
+            out[state] = (self.state_sha(state), DeployStatus.FAILED)
+        out["canceled"] = (self.state_sha("canceled"), DeployStatus.CANCELED)
+        return out
 
 
 HARNESS_FACTORY = RenderHarness

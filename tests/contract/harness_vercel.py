@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from providers.models import DeployStatus
 from tests.contract.paas_harness import STEP_S, PaasHarness
 from tests.fakes.vercel import VercelFake
 
@@ -28,6 +29,11 @@ class VercelHarness(PaasHarness):
     def vendor_deployment_count(self, service: str) -> int:
         assert isinstance(self.fake, VercelFake)
         return self.fake.count(f"{service}-app")
+
+    def documented_outcomes(self) -> dict[str, tuple[str, DeployStatus]]:
+        """readyState values that end a deployment other than READY (vercel/sdk getdeploymentresponsebodyreadystate)."""
+        return {"BLOCKED": (self.state_sha("BLOCKED"), DeployStatus.FAILED),
+                "ERROR": (self.failing_sha(), DeployStatus.FAILED)}
 
 
 HARNESS_FACTORY = VercelHarness

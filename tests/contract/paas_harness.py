@@ -31,6 +31,7 @@ class PaasHarness(ABC):
         self.tmp = Path(".")
         self._fake: TimedFake | None = None
         self._known: set[str] = set()
+        self.overrides: dict[str, Any] = {}  # extra settings for the targets made from here on
 
     @property
     def fake(self) -> TimedFake:
@@ -66,7 +67,8 @@ class PaasHarness(ABC):
         if service not in self._known:
             self.add_service(service)
             self._known.add(service)
-        spec = ServiceSpec(name=service, provider=self.name, settings={**FAST, **self.settings(service)},
+        settings = {**FAST, **self.settings(service), **self.overrides}
+        spec = ServiceSpec(name=service, provider=self.name, settings=settings,
                            secrets={"token": f"{self.name.upper()}_TOKEN"})
         state = self.tmp / "state" / service
         state.mkdir(parents=True, exist_ok=True)
@@ -87,6 +89,12 @@ class PaasHarness(ABC):
     def failing_sha(self) -> str:
         sha = hashlib.sha1(f"{self.name}-failing".encode()).hexdigest()
         self.fake.fail_shas.add(sha)
+        return sha
+
+    def state_sha(self, state: str, *, hold: bool = False) -> str:
+        """A SHA whose deployment the fake ends in (or, with `hold`, keeps in) the vendor state `state`."""
+        sha = hashlib.sha1(f"{self.name}-state-{state}".encode()).hexdigest()
+        (self.fake.hold_states if hold else self.fake.end_states)[sha] = state
         return sha
 
     def inject_fault(self, fault: Fault, count: int) -> None:

@@ -125,3 +125,27 @@ async def test_bad_token_is_permanent_and_secret_free(harness: TargetHarness, ta
         assert not any(s in text for s in secrets), text
     with pytest.raises(PermanentError):
         await target.current()
+
+
+async def test_every_documented_end_state_is_judged_at_once(harness: TargetHarness, targets: Targets) -> None:
+    """Each state the vendor documents as an end (a crash, a block, a skip ...) is an outcome, not a timeout."""
+    outcomes = optional(harness, "documented_outcomes")()
+    target = targets()
+    good = harness.sha(4)
+    assert (await ship(target, good)).status is DeployStatus.READY
+    for state, (sha, expected) in outcomes.items():
+        result = await ship(target, sha)
+        assert result.status is expected, (state, result.message)
+        assert state in result.message and "not ready within" not in result.message, (state, result.message)
+    assert await current_version(target) == good
+
+
+async def test_documented_waiting_states_are_waited_for(harness: TargetHarness, targets: Targets) -> None:
+    """A deployment held by the vendor (approval, a queue) is still in progress: only the timeout ends the wait."""
+    waits = optional(harness, "documented_waits")()
+    target = targets()
+    for state, sha in waits.items():
+        handle = await target.deploy(make_release("staging", sha))
+        result = await target.wait_ready(handle, 0.5)
+        assert result.status is DeployStatus.FAILED
+        assert f"vendor status: {state}" in result.message, result.message

@@ -22,12 +22,18 @@ class KoyebFake(TimedFake):
     - `GET /v1/deployments/{id}` -> `{"deployment": {id, service_id, status, definition, messages, created_at,
       succeeded_at, terminated_at, ...}}`; `GET /v1/deployments?service_id=&limit=&offset=&statuses=` ->
       `{"deployments", "limit", "offset", "count", "has_next"}`, newest first.
-    - Status flow PENDING -> PROVISIONING -> SCHEDULED -> STARTING -> HEALTHY (the previously active deployment
-      goes STOPPED); a failing SHA ends ERROR after PROVISIONING with a build message. No rollback call exists.
+    - Status flow PENDING -> PROVISIONING -> SCHEDULED -> ALLOCATING -> STARTING -> HEALTHY (the previously
+      active deployment goes STOPPED); a failing SHA goes ERRORING then ERROR after PROVISIONING with a build
+      message; `end_states[sha]` = DEGRADED (some instances failing their health checks) or UNHEALTHY (all of
+      them) ends there after STARTING and the active deployment keeps serving. Those are the DeploymentStatus
+      values of the API (koyeb/koyeb-api-client-go docs/DeploymentStatus.md), the ones koyeb-cli's `--wait`
+      treats as failures (koyeb/koyeb-cli pkg/koyeb/services_update.go). No rollback call exists.
     - Errors: the Error model `{"status", "code", "message"}`; a refused token is a 401 of that shape.
     """
 
-    STEPS = ("PENDING", "PROVISIONING", "SCHEDULED", "STARTING")
+    STEPS = ("PENDING", "PROVISIONING", "SCHEDULED", "ALLOCATING", "STARTING")
+    FAIL_STEPS = ("PENDING", "PROVISIONING", "ERRORING")
+    SETTLED = ("HEALTHY", "STOPPED", "ERROR", "DEGRADED", "UNHEALTHY")
 
     def __init__(self, token: str, step_s: float = 0.2) -> None:
         self.services: dict[str, dict[str, Any]] = {}
@@ -92,10 +98,14 @@ class KoyebFake(TimedFake):
 
     def advance(self, now: float) -> None:
         for dep in reversed(self.deployments):
-            if dep["status"] in ("HEALTHY", "STOPPED", "ERROR"):
+            if dep["status"] in self.SETTLED:
                 continue
-            dep["status"] = stage(dep["created"], now, self.step_s, self.STEPS, "HEALTHY", "ERROR", dep["fails"], 2)
+            end = "ERROR" if dep["fails"] else self.end_states.get(self._sha(dep["definition"]), "HEALTHY")
+            steps = self.FAIL_STEPS if end == "ERROR" else self.STEPS
+            dep["status"] = stage(dep["created"], now, self.step_s, steps, end, end, False)
             dep["updated_at"] = iso(now)
+            if dep["status"] in ("DEGRADED", "UNHEALTHY"):
+                dep["messages"] = [f"Instance health checks failing ({dep['status'].lower()})"]
             if dep["status"] == "ERROR":
                 dep["messages"] = ["Build failed: the buildpack build exited with code 1"]
                 dep["terminated_at"] = iso(now)

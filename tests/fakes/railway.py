@@ -37,18 +37,25 @@ type Mutation {
 }
 """
 SCHEMA = build_schema(SDL)
-SERVED = ("SUCCESS", "SLEEPING", "REMOVED")
+SUCCEEDED = ("SUCCESS", "SLEEPING", "REMOVING", "REMOVED")  # went live at some point: can be rolled back to
+SETTLED = ("SUCCESS", "REMOVED", "FAILED", "CRASHED", "SKIPPED")
 
 
 class RailwayFake(TimedFake):
     """Railway's public API (https://docs.railway.com/reference/public-api), a real GraphQL schema subset.
 
     - `serviceInstanceDeployV2(commitSha, environmentId, serviceId): String!` builds that commit; the deployment
-      goes INITIALIZING -> BUILDING -> DEPLOYING -> SUCCESS (the previous SUCCESS becomes REMOVED); a failing commit
-      ends FAILED after BUILDING.
+      goes INITIALIZING -> BUILDING -> DEPLOYING -> SUCCESS (the previous SUCCESS goes REMOVING, then REMOVED);
+      a failing commit ends FAILED after BUILDING. Every `DeploymentStatus` of the schema is produced:
+      `end_states[sha]` = CRASHED (after DEPLOYING: the process exited) or SKIPPED (at once: nothing to build for
+      this commit), `hold_states[sha]` = WAITING or NEEDS_APPROVAL (stays there until someone acts).
     - `deployment(id)`, `deployments(input: {serviceId, environmentId, status}, first, after)` (Relay connection,
-      newest first), with `meta.commitHash`, `meta.branch`, `meta.repo`.
-    - `deploymentRollback(id): Boolean!` redeploys that deployment's image as a new deployment (no build).
+      pages newest first), with `meta.commitHash`, `meta.branch`, `meta.repo`. The order of the edges within a
+      page is not documented: this fake returns them by id, so a client must sort by `createdAt` itself.
+    - `canRollback` is true for a deployment that went live (SUCCESS, SLEEPING, REMOVING, REMOVED) and is within
+      the plan's retention (`expire(id)` ages one out); `deploymentRollback(id): Boolean!` redeploys that
+      deployment's image and its variables as a new deployment (no build) and is refused where `canRollback` is
+      false (https://docs.railway.com/deployments/deployment-actions#rollback).
     - Errors come as HTTP 200 `{"data": null, "errors": [{"message", "locations", "path"}]}`; a refused token is
       `{"errors": [{"message": "Not Authorized"}]}`. Tokens: `Authorization: Bearer` or `Project-Access-Token`.
     """
@@ -87,18 +94,38 @@ class RailwayFake(TimedFake):
         with self.lock:
             return sum(1 for d in self.deployments if d["serviceId"] == service_id)
 
+    def expire(self, dep_id: str) -> None:
+        """Age deployment `dep_id` out of the plan's retention: it can no longer be rolled back to."""
+        with self.lock:
+            next(d for d in self.deployments if d["id"] == dep_id)["expired"] = True
+
+    def _end(self, dep: dict[str, Any]) -> tuple[tuple[str, ...], str]:
+        """The states `dep` passes through and the one it ends in."""
+        steps = self.ROLLBACK_STEPS if dep["rollback"] else self.STEPS
+        sha = str((dep["meta"] or {}).get("commitHash"))
+        if dep["fails"]:
+            return steps[:2], "FAILED"
+        if sha in self.hold_states and not dep["rollback"]:
+            return (), self.hold_states[sha]
+        end = "" if dep["rollback"] else self.end_states.get(sha, "")
+        if end == "SKIPPED":
+            return (), "SKIPPED"
+        return steps, end or "SUCCESS"
+
     def advance(self, now: float) -> None:
         for dep in reversed(self.deployments):
-            if dep["status"] in ("SUCCESS", "REMOVED", "FAILED"):
+            if dep["status"] == "REMOVING" and now - dep["removing"] >= self.step_s:
+                dep["status"], dep["updatedAt"] = "REMOVED", iso(now)
+            if dep["status"] in SETTLED or dep["status"] == "REMOVING":
                 continue
-            steps = self.ROLLBACK_STEPS if dep["rollback"] else self.STEPS
-            dep["status"] = stage(dep["created"], now, self.step_s, steps, "SUCCESS", "FAILED", dep["fails"], 2)
+            steps, end = self._end(dep)
+            dep["status"] = stage(dep["created"], now, self.step_s, steps, end, end, False)
             dep["updatedAt"] = iso(now)
             if dep["status"] == "SUCCESS":
                 for other in self.deployments:
                     same = (other["serviceId"], other["environmentId"]) == (dep["serviceId"], dep["environmentId"])
                     if other is not dep and same and other["status"] == "SUCCESS":
-                        other["status"] = "REMOVED"
+                        other["status"], other["removing"] = "REMOVING", now
 
     def _new(self, service_id: str, environment_id: str, meta: dict[str, Any], fails: bool,
              rollback: bool) -> dict[str, Any]:
@@ -106,13 +133,13 @@ class RailwayFake(TimedFake):
         dep = {"id": self.new_id("d0c5a1e2-"), "status": "INITIALIZING", "createdAt": iso(now), "updatedAt": iso(now),
                "serviceId": service_id, "environmentId": environment_id, "projectId": "proj-fake",
                "staticUrl": f"{service_id}-production.up.railway.app", "url": None, "meta": meta,
-               "created": now, "fails": fails, "rollback": rollback}
+               "created": now, "fails": fails, "rollback": rollback, "expired": False, "removing": 0.0}
         self.deployments.insert(0, dep)
         return dep
 
     @staticmethod
     def view(dep: dict[str, Any]) -> dict[str, Any]:
-        return {**dep, "canRollback": dep["status"] in SERVED, "canRedeploy": True}
+        return {**dep, "canRollback": dep["status"] in SUCCEEDED and not dep["expired"], "canRedeploy": True}
 
     # -- resolvers (graphql-core calls them with the schema's argument names) --------------------------------
     def deployment(self, _info: Any, id: str) -> dict[str, Any]:
@@ -132,7 +159,8 @@ class RailwayFake(TimedFake):
             at = next((i for i, d in enumerate(deps) if d["id"] == after), len(deps))
             deps = deps[at + 1:]
         page = deps[: first or 50]
-        return {"edges": [{"cursor": d["id"], "node": self.view(d)} for d in page],
+        edges = sorted(page, key=lambda d: str(d["id"]))  # order within a page: not documented
+        return {"edges": [{"cursor": d["id"], "node": self.view(d)} for d in edges],
                 "pageInfo": {"hasNextPage": len(deps) > len(page), "hasPreviousPage": bool(after),
                              "startCursor": page[0]["id"] if page else None,
                              "endCursor": page[-1]["id"] if page else None}}
@@ -149,8 +177,8 @@ class RailwayFake(TimedFake):
         target = next((d for d in self.deployments if d["id"] == id), None)
         if target is None:
             raise GraphQLError("Deployment not found")
-        if target["status"] not in SERVED:
-            raise GraphQLError("Cannot rollback to a deployment that did not succeed")
+        if not self.view(target)["canRollback"]:
+            raise GraphQLError("Deployment cannot be rolled back")
         self._new(target["serviceId"], target["environmentId"], dict(target["meta"]), False, True)
         return True
 

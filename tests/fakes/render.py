@@ -13,7 +13,14 @@ class RenderFake(TimedFake):
     """Render, as its public API reference describes it (https://api-docs.render.com/reference), under /v1.
 
     - `POST /v1/services/{serviceId}/deploys` (/reference/create-deploy): `clearCache`, `commitId` or `imageUrl`;
-      201 with the deploy.
+      201 with the deploy; 202 "Queued" with no body while another deploy of the service is in progress (the new
+      one waits in `queued` and starts when that one ends); 409 "The current state of the resource conflicts
+      with this request" for a suspended service (`suspend()`).
+    - `GET /v1/services/{serviceId}` (/reference/retrieve-service): `id`, `name`, `autoDeploy` yes | no,
+      `suspended`; `PATCH /v1/services/{serviceId}` (/reference/update-service) with `{"autoDeploy": "yes"|"no"}`.
+      A commit deploy or a rollback leaves `autoDeploy` as it is ("does not disable autodeploys for the
+      service"); `push(sid, sha)` is a push to the service's branch: with autoDeploy yes it deploys that commit
+      (trigger `new_commit`), over whatever a rollback restored.
     - `GET /v1/services/{serviceId}/deploys/{deployId}` (/reference/retrieve-deploy): `id`, `commit` {id, message,
       createdAt}, `image` {ref, sha}, `status`, `trigger`, `createdAt`, `updatedAt`, `finishedAt`.
     - `GET /v1/services/{serviceId}/deploys` (/reference/list-deploys): `status`, `limit`, `cursor`; answers
@@ -21,15 +28,20 @@ class RenderFake(TimedFake):
     - `POST /v1/services/{serviceId}/rollback` (/reference/rollback-deploy): `deployId`; 201 a new deploy with
       trigger `rollback` that goes live without a build.
     - Status flow: created -> build_in_progress -> update_in_progress -> live (the previous live deploy becomes
-      deactivated); a failing commit ends in build_failed.
+      deactivated); a failing commit ends in build_failed; `end_states[sha]` = update_failed, pre_deploy_failed
+      or canceled ends there instead (pre_deploy_in_progress precedes pre_deploy_failed).
     - Errors `{"id", "message"}`; a refused key: 401 `{"id": "unauthorized", "message": "unauthorized"}`.
     """
 
     STEPS = ("created", "build_in_progress", "update_in_progress")
     ROLLBACK_STEPS = ("created", "update_in_progress")
 
+    RUNNING = ("created", "build_in_progress", "pre_deploy_in_progress", "update_in_progress")
+    SETTLED = ("live", "deactivated", "build_failed", "update_failed", "pre_deploy_failed", "canceled")
+
     def __init__(self, token: str, step_s: float = 0.2) -> None:
         self.services: dict[str, list[dict[str, Any]]] = {}
+        self.info: dict[str, dict[str, Any]] = {}
         super().__init__(token, step_s)
 
     def routes(self) -> None:
@@ -37,33 +49,65 @@ class RenderFake(TimedFake):
         self.route("GET", r"/v1/services/(?P<sid>[^/]+)/deploys/(?P<id>[^/]+)", self.get)
         self.route("GET", r"/v1/services/(?P<sid>[^/]+)/deploys", self.list)
         self.route("POST", r"/v1/services/(?P<sid>[^/]+)/rollback", self.rollback)
+        self.route("GET", r"/v1/services/(?P<sid>[^/]+)", self.get_service)
+        self.route("PATCH", r"/v1/services/(?P<sid>[^/]+)", self.update_service)
 
     def error_body(self, status: int, message: str) -> Any:
-        return {"id": {401: "unauthorized", 404: "not_found", 429: "rate_limited"}.get(status, str(status)),
-                "message": message}
+        ids = {400: "bad_request", 401: "unauthorized", 404: "not_found", 409: "conflict", 429: "rate_limited"}
+        return {"id": ids.get(status, str(status)), "message": message}
 
     def _err(self, status: int, message: str) -> Response:
         return Response(status, self.error_body(status, message))
 
     # -- state -------------------------------------------------------------------------------------------------
-    def add_service(self, service_id: str) -> None:
+    def add_service(self, service_id: str, auto_deploy: str = "yes") -> None:
         with self.lock:
             self.services.setdefault(service_id, [])
+            self.info.setdefault(service_id, {"id": service_id, "name": service_id.removeprefix("srv-"),
+                                              "type": "web_service", "autoDeploy": auto_deploy, "branch": "main",
+                                              "suspended": "not_suspended", "suspenders": []})
+
+    def suspend(self, service_id: str) -> None:
+        with self.lock:
+            self.info[service_id].update(suspended="suspended", suspenders=["user"])
+
+    def push(self, service_id: str, sha: str) -> dict[str, Any] | None:
+        """A push of `sha` to the service's branch: a `new_commit` deploy when autoDeploy is yes."""
+        with self.lock:
+            self.advance(time.time())
+            if self.info[service_id]["autoDeploy"] != "yes":
+                return None
+            commit = {"id": sha, "message": f"commit {sha[:7]}", "createdAt": iso(time.time())}
+            return self._new(service_id, commit, None, "new_commit", sha in self.fail_shas)
 
     def count(self, service_id: str) -> int:
         with self.lock:
             return len(self.services[service_id])
 
+    def _path_of(self, dep: dict[str, Any]) -> tuple[tuple[str, ...], str]:
+        if dep["fails"]:
+            return self.STEPS[:2], "build_failed"
+        if dep["trigger"] == "rollback":
+            return self.ROLLBACK_STEPS, "live"
+        sha = str((dep["commit"] or {}).get("id") or (dep["image"] or {}).get("ref", "").rpartition(":")[2])
+        end = self.end_states.get(sha, "live")
+        if end == "pre_deploy_failed":
+            return ("created", "build_in_progress", "pre_deploy_in_progress"), end
+        return self.STEPS, end
+
     def advance(self, now: float) -> None:
         for deploys in self.services.values():
             for dep in reversed(deploys):  # oldest first, so the newest deploy to go live wins
-                steps = self.ROLLBACK_STEPS if dep["trigger"] == "rollback" else self.STEPS
-                if dep["status"] in ("live", "deactivated", "build_failed"):
+                if dep["status"] in self.SETTLED:
                     continue
-                dep["status"] = stage(dep["created"], now, self.step_s, steps, "live", "build_failed",
-                                      dep["fails"], fail_at=2)
+                if dep["status"] == "queued":
+                    if any(d["status"] in self.RUNNING for d in deploys):
+                        continue
+                    dep["created"] = now  # its turn: it starts now
+                steps, end = self._path_of(dep)
+                dep["status"] = stage(dep["created"], now, self.step_s, steps, end, end, False)
                 dep["updatedAt"] = iso(now)
-                if dep["status"] in ("live", "build_failed"):
+                if dep["status"] in self.SETTLED:
                     dep["finishedAt"] = iso(now)
                 if dep["status"] == "live":
                     for other in deploys:
@@ -77,7 +121,9 @@ class RenderFake(TimedFake):
     def _new(self, sid: str, commit: dict[str, Any] | None, image: dict[str, Any] | None, trigger: str,
              fails: bool) -> dict[str, Any]:
         now = time.time()
-        dep = {"id": self.new_id("dep-"), "commit": commit, "image": image, "status": "created", "trigger": trigger,
+        busy = trigger != "rollback" and any(d["status"] in self.RUNNING for d in self.services[sid])
+        dep = {"id": self.new_id("dep-"), "commit": commit, "image": image, "trigger": trigger,
+               "status": "queued" if busy else "created",
                "createdAt": iso(now), "updatedAt": iso(now), "finishedAt": None, "created": now, "fails": fails}
         self.services[sid].insert(0, dep)
         return dep
@@ -95,9 +141,27 @@ class RenderFake(TimedFake):
         if body.get("imageUrl"):
             ref = str(body["imageUrl"])
             image, sha = {"ref": ref, "sha": "sha256:" + ref.rpartition(":")[2]}, ref.rpartition(":")[2]
+        if self.info[sid]["suspended"] != "not_suspended":
+            return self._err(409, "cannot deploy a suspended service")
         commit = {"id": sha, "message": f"commit {sha[:7]}", "createdAt": iso(time.time())} if not image else None
         dep = self._new(sid, commit, image, "api", sha in self.fail_shas)
+        if dep["status"] == "queued":
+            return Response(202, None)
         return Response(201, self.view(dep))
+
+    def get_service(self, req: Request) -> Response:
+        info = self.info.get(req.params["sid"])
+        return Response(200, info) if info else self._err(404, "service not found")
+
+    def update_service(self, req: Request) -> Response:
+        info = self.info.get(req.params["sid"])
+        if info is None:
+            return self._err(404, "service not found")
+        body = req.json() or {}
+        if "autoDeploy" in body and body["autoDeploy"] not in ("yes", "no"):
+            return self._err(400, "autoDeploy must be one of yes, no")
+        info.update({k: v for k, v in body.items() if k == "autoDeploy"})
+        return Response(200, info)
 
     def get(self, req: Request) -> Response:
         dep = next((d for d in self.services.get(req.params["sid"], []) if d["id"] == req.params["id"]), None)

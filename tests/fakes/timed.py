@@ -31,7 +31,9 @@ class TimedFake(FakeServer):
 
     Subclasses implement `advance(now)` (move deployments to their state at `now`, apply what finishing does:
     aliases, replaced deployments) and `deny()` (the vendor's exact answer to a refused token).
-    `fail_shas` makes deployments of those SHAs end in the vendor's failure state. `lose_answers(n)` makes the
+    `fail_shas` makes deployments of those SHAs end in the vendor's failure state; `end_states` (SHA -> a state
+    the vendor documents) makes them end in that state instead (a crash, a block, a skip ...), and `hold_states`
+    (SHA -> state) keeps them in a waiting state for good (approval, queue). `lose_answers(n)` makes the
     next `n` create calls act at the vendor and then answer 503, as when an answer is lost on the way back.
     """
 
@@ -39,6 +41,8 @@ class TimedFake(FakeServer):
         self.token = token
         self.step_s = step_s
         self.fail_shas: set[str] = set()
+        self.end_states: dict[str, str] = {}
+        self.hold_states: dict[str, str] = {}
         self._lost = 0
         self._ids = itertools.count(1)
         super().__init__()

@@ -18,13 +18,21 @@ class VercelFake(TimedFake):
     - `POST /v13/deployments` (/docs/rest-api/deployments/create-a-new-deployment): `name`, `project`, `target`,
       `gitSource` {type github, repoId | org+repo, ref, sha}, `meta`, or `deploymentId` to redeploy; `teamId` query.
     - `GET /v13/deployments/{idOrUrl}`: `readyState` QUEUED -> INITIALIZING -> BUILDING -> READY (or ERROR with
-      `errorCode`/`errorMessage`), `readySubstate` PROMOTED or STAGED for production deployments.
-    - `GET /v6/deployments` (/docs/rest-api/deployments/list-deployments): `projectId`, `target`, `state`, `sha`,
-      `limit`, `until`; `{"deployments": [...uid, state, meta...], "pagination": {count, next, prev}}`, newest first.
+      `errorCode`/`errorMessage`), `readySubstate` PROMOTED or STAGED for production deployments; every value of
+      vercel/sdk docs/models/getdeploymentresponsebodyreadystate.md and ...readysubstate.md is produced:
+      `end_states[sha] = "BLOCKED"` keeps a deployment BLOCKED (it never builds); a project with
+      `rollingRelease` set moves a READY production deployment through ROLLING (traffic shifting, production
+      still the old one) for two steps before PROMOTED; one with `autoAssignCustomDomains` false leaves it STAGED.
+    - `GET /v6/deployments` (/docs/rest-api/deployments/list-deployments): `projectId`, `target` (`preview` means
+      the deployments whose `target` is null), `state`, `sha`, `limit`, `until`, `rollbackCandidate`;
+      `{"deployments": [...uid, state, meta, isRollbackCandidate...], "pagination": {count, next, prev}}`, newest
+      first. A rollback candidate is a READY production deployment that was aliased to production
+      (/docs/instant-rollback#eligible-deployments; vercel/sdk docs/models/deployments.md `isRollbackCandidate`).
     - `GET /v9/projects/{idOrName}`: `targets.production`, `lastAliasRequest`, `lastRollbackTarget`.
     - `POST /v10/projects/{projectId}/promote/{deploymentId}` and `POST /v1/projects/{projectId}/rollback/{id}`
       (the CLI's /v9 path too): an alias job pending -> succeeded after `step_s`; after a rollback, new production
-      deployments stay STAGED until one is promoted (/docs/instant-rollback).
+      deployments stay STAGED until one is promoted (/docs/instant-rollback). A rollback to a deployment that is
+      not a rollback candidate, or to the current one, is refused with 409.
     - Errors `{"error": {"code", "message"}}`; a refused token: 403 `{"error": {"code": "forbidden", "message":
       "Not authorized", "invalidToken": true}}`.
     """
@@ -60,7 +68,8 @@ class VercelFake(TimedFake):
             pid = self.new_id("prj_")
             self.projects[pid] = {"id": pid, "name": name, "accountId": self.team_id or "user_1",
                                   "targets": {"production": None}, "lastAliasRequest": None,
-                                  "lastRollbackTarget": None}
+                                  "lastRollbackTarget": None, "autoAssignCustomDomains": True,
+                                  "rollingRelease": None}
             return self.projects[pid]
 
     def project(self, id_or_name: str, req: Request) -> dict[str, Any] | None:
@@ -73,8 +82,18 @@ class VercelFake(TimedFake):
             pid = next(p["id"] for p in self.projects.values() if p["name"] == project_name)
             return sum(1 for d in self.deployments.values() if d["projectId"] == pid)
 
+    def _to_production(self, project: dict[str, Any], dep: dict[str, Any]) -> None:
+        """Point production at `dep` (it has now been aliased to production: a rollback candidate from now on)."""
+        project["targets"]["production"] = dep["id"]
+        dep["readySubstate"], dep["aliased"] = "PROMOTED", True
+
     def advance(self, now: float) -> None:
         for dep in self.deployments.values():
+            if dep["readyState"] == "BLOCKED":
+                continue
+            project = self.projects[dep["projectId"]]
+            if dep.get("readySubstate") == "ROLLING" and now - dep["ready"] / 1000 >= 2 * self.step_s:
+                self._to_production(project, dep)  # the rolling release reached 100%
             state = stage(dep["created"], now, self.step_s, self.STEPS, "READY", "ERROR", dep["fails"])
             dep["readyState"] = state
             if state == "ERROR":
@@ -82,18 +101,17 @@ class VercelFake(TimedFake):
             if state == "READY" and not dep["applied"]:
                 dep["applied"], dep["ready"] = True, int(now * 1000)
                 if dep["target"] == "production":
-                    project = self.projects[dep["projectId"]]
-                    if project["lastRollbackTarget"] is None:
-                        dep["readySubstate"] = "PROMOTED"
-                        project["targets"]["production"] = dep["id"]
-                    else:
+                    if project["lastRollbackTarget"] is not None or not project["autoAssignCustomDomains"]:
                         dep["readySubstate"] = "STAGED"
+                    elif project["rollingRelease"]:
+                        dep["readySubstate"] = "ROLLING"
+                    else:
+                        self._to_production(project, dep)
         for project in self.projects.values():
             job = project["lastAliasRequest"]
             if job and job["jobStatus"] == "pending" and now * 1000 - job["requestedAt"] >= self.step_s * 1000:
                 job["jobStatus"] = "succeeded"
-                project["targets"]["production"] = job["toDeploymentId"]
-                self.deployments[job["toDeploymentId"]]["readySubstate"] = "PROMOTED"
+                self._to_production(project, self.deployments[job["toDeploymentId"]])
                 if job["type"] == "promote":
                     project["lastRollbackTarget"] = None
 
@@ -105,9 +123,14 @@ class VercelFake(TimedFake):
         out = {k: dep.get(k) for k in self.FIELDS if dep.get(k) is not None}
         return {"id": dep["id"], "status": dep["readyState"], "gitSource": dep["gitSource"], "type": "LAMBDAS", **out}
 
+    @staticmethod
+    def candidate(dep: dict[str, Any]) -> bool:
+        return bool(dep["target"] == "production" and dep["readyState"] == "READY" and dep["aliased"])
+
     def list_item(self, dep: dict[str, Any]) -> dict[str, Any]:
         out = {k: dep.get(k) for k in self.FIELDS if dep.get(k) is not None}
-        return {"uid": dep["id"], "state": dep["readyState"], "created": dep["createdAt"], **out}
+        return {"uid": dep["id"], "state": dep["readyState"], "created": dep["createdAt"],
+                "isRollbackCandidate": self.candidate(dep), **out}
 
     # -- handlers ----------------------------------------------------------------------------------------------
     def create(self, req: Request) -> Response:
@@ -136,10 +159,12 @@ class VercelFake(TimedFake):
             return self._err(400, "Invalid request: `target` should be one of production, staging.")
         dep_id = self.new_id("dpl_")
         now = time.time()
+        blocked = self.end_states.get(str(source.get("sha"))) == "BLOCKED"
         self.deployments[dep_id] = {
             "id": dep_id, "projectId": project["id"], "name": project["name"], "target": target,
             "url": f"{project['name']}-{dep_id[4:13].lower()}.vercel.app", "gitSource": source, "meta": meta,
-            "created": now, "createdAt": int(now * 1000), "fails": fails, "applied": False, "readyState": "QUEUED",
+            "created": now, "createdAt": int(now * 1000), "fails": fails, "applied": False, "aliased": False,
+            "readyState": "BLOCKED" if blocked else "QUEUED",
         }
         return Response(200, self.view(self.deployments[dep_id]))
 
@@ -164,6 +189,9 @@ class VercelFake(TimedFake):
             deps = [d for d in deps if d["gitSource"].get("sha") == req.q("sha")]
         if req.q("until"):
             deps = [d for d in deps if d["createdAt"] < int(str(req.q("until")))]
+        if req.q("rollbackCandidate") is not None:
+            want_candidates = str(req.q("rollbackCandidate")).lower() == "true"
+            deps = [d for d in deps if self.candidate(d) == want_candidates]
         limit = min(int(req.q("limit") or 20), 100)
         page = deps[:limit]
         nxt = page[-1]["createdAt"] if len(deps) > limit else None
@@ -186,8 +214,8 @@ class VercelFake(TimedFake):
         if dep["readyState"] != "READY":
             return self._err(400, f"Deployment {dep['id']} is not ready")
         current = project["targets"]["production"]
-        if kind == "rollback" and (dep["target"] != "production" or dep["id"] == current):
-            return self._err(409, "Deployment is not a previous production deployment")
+        if kind == "rollback" and (not self.candidate(dep) or dep["id"] == current):
+            return self._err(409, "Deployment is not a rollback candidate")
         job = {"fromDeploymentId": current, "toDeploymentId": dep["id"], "jobStatus": "pending",
                "requestedAt": int(time.time() * 1000), "type": kind}
         project["lastAliasRequest"] = job

@@ -108,7 +108,9 @@ async def test_injected_client_is_used_and_left_open(provider: str, tmp_path: Pa
 def test_every_documented_status_is_mapped() -> None:
     railway_enum = set(SCHEMA.type_map["DeploymentStatus"].values)  # type: ignore[attr-defined]
     assert set(railway.STATUSES) == railway_enum
-    assert set(vercel.READY_STATES) == {"QUEUED", "INITIALIZING", "BUILDING", "READY", "ERROR", "CANCELED"}
+    # vercel/sdk docs/models/getdeploymentresponsebodyreadystate.md
+    assert set(vercel.READY_STATES) == {"QUEUED", "INITIALIZING", "BUILDING", "READY", "ERROR", "CANCELED", "BLOCKED"}
+    assert vercel.READY_STATES["BLOCKED"] is DeployStatus.FAILED
     assert set(render.STATUSES) == {"created", "queued", "build_in_progress", "update_in_progress", "live",
                                     "deactivated", "build_failed", "update_failed", "canceled",
                                     "pre_deploy_in_progress", "pre_deploy_failed"}
@@ -118,7 +120,9 @@ def test_every_documented_status_is_mapped() -> None:
     assert set(koyeb.STATUSES) | set(koyeb.ENDED) == koyeb_enum
     assert render.STATUSES["build_failed"] is DeployStatus.FAILED
     assert railway.STATUSES["CRASHED"] is DeployStatus.FAILED
+    assert railway.STATUSES["REMOVED"] is not DeployStatus.READY and "REMOVED" not in railway.SERVED
     assert koyeb.STATUSES["HEALTHY"] is DeployStatus.READY
+    assert koyeb.STATUSES["DEGRADED"] is koyeb.STATUSES["UNHEALTHY"] is DeployStatus.FAILED  # as koyeb-cli
 
 
 @pytest.fixture(params=[VercelHarness, RenderHarness, RailwayHarness, KoyebHarness], ids=lambda c: c.name)

@@ -18,8 +18,8 @@ STATUSES = {
     "SCHEDULED": DeployStatus.IN_PROGRESS,
     "ALLOCATING": DeployStatus.IN_PROGRESS,
     "STARTING": DeployStatus.IN_PROGRESS,
-    "DEGRADED": DeployStatus.IN_PROGRESS,  # some instances unhealthy: not ready yet
-    "UNHEALTHY": DeployStatus.IN_PROGRESS,
+    "DEGRADED": DeployStatus.FAILED,  # koyeb-cli `service update --wait` ends in error on DEGRADED/UNHEALTHY
+    "UNHEALTHY": DeployStatus.FAILED,
     "HEALTHY": DeployStatus.READY,
     "SLEEPING": DeployStatus.READY,  # scaled to zero after being healthy
     "ERRORING": DeployStatus.FAILED,
@@ -60,6 +60,9 @@ class KoyebTarget(PaasTarget):
     - DeploymentStatus: PENDING, PROVISIONING, SCHEDULED, CANCELING, CANCELED, ALLOCATING, STARTING, HEALTHY, DEGRADED,
       UNHEALTHY, STOPPING, STOPPED, ERRORING, ERROR, STASHED, SLEEPING
     - Errors: the `Error` model `{"status", "code", "message"}` (401 for a bad token).
+    - Outcome as koyeb-cli judges it (koyeb/koyeb-cli pkg/koyeb/services_update.go and services_redeploy.go, the
+      `--wait` loops): ERROR, ERRORING, DEGRADED, UNHEALTHY and CANCELED end the wait as a failure at once;
+      PENDING, PROVISIONING, SCHEDULED, ALLOCATING and STARTING are still in progress.
     Koyeb has no rollback call (`POST /v1/services/{id}/redeploy` only rebuilds the current definition with an optional
     sha), so a rollback re-applies the earlier deployment's definition with Update Service.
 

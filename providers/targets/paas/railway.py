@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -23,14 +23,16 @@ STATUSES = {
     "DEPLOYING": DeployStatus.IN_PROGRESS,
     "SUCCESS": DeployStatus.READY,
     "SLEEPING": DeployStatus.READY,  # serverless: up, scaled to zero
-    "REMOVED": DeployStatus.READY,  # it succeeded, then a newer deployment replaced it
-    "REMOVING": DeployStatus.READY,
+    "REMOVED": DeployStatus.CANCELED,  # no longer served: replaced by a newer deployment, or removed
+    "REMOVING": DeployStatus.CANCELED,
     "FAILED": DeployStatus.FAILED,
     "CRASHED": DeployStatus.FAILED,
     "SKIPPED": DeployStatus.CANCELED,
 }
-SERVED = ("SUCCESS", "SLEEPING", "REMOVED")
-FIELDS = "id status createdAt staticUrl meta"
+SERVED = ("SUCCESS", "SLEEPING")  # REMOVED / REMOVING deployments serve nothing
+FIELDS = "id status createdAt staticUrl meta canRollback"
+RESTORES_VARIABLES = ("a Railway rollback restores that deployment's image and its custom variables as they were "
+                      "then (https://docs.railway.com/deployments/deployment-actions#rollback)")
 DEPLOY = ("mutation Deploy($serviceId: String!, $environmentId: String!, $commitSha: String) {"
           " serviceInstanceDeployV2(serviceId: $serviceId, environmentId: $environmentId, commitSha: $commitSha) }")
 DEPLOYMENT = f"query Deployment($id: String!) {{ deployment(id: $id) {{ {FIELDS} }} }}"
@@ -77,9 +79,14 @@ class RailwayTarget(IndexedTarget):
     - `mutation serviceInstanceDeployV2(serviceId, environmentId, commitSha): String!` (the new deployment's id)
     - `query deployment(id) { id status createdAt staticUrl meta }`; `meta.commitHash` is the deployed commit
     - `query deployments(input: {serviceId, environmentId}, first, after)` (Relay connection: edges/node, pageInfo)
-    - `mutation deploymentRollback(id): Boolean!` (redeploys the image of an earlier deployment as a new deployment)
+    - `mutation deploymentRollback(id): Boolean!` (redeploys the image of an earlier deployment as a new deployment);
+      allowed where the deployment's `canRollback` is true. Deployment Actions
+      (https://docs.railway.com/deployments/deployment-actions#rollback): "Both the Docker image and custom
+      variables are restored during the rollback process"; "Deployments older than your plan's retention policy
+      cannot be restored via rollback". The rollback's report says so.
     - `DeploymentStatus`: INITIALIZING, QUEUED, WAITING, NEEDS_APPROVAL, BUILDING, DEPLOYING, SUCCESS, FAILED, CRASHED,
-      REMOVING, REMOVED, SKIPPED, SLEEPING.
+      REMOVING, REMOVED, SKIPPED, SLEEPING. Only SUCCESS and SLEEPING serve; the connection's order is not
+      documented, so deployments are sorted by `createdAt` (newest first) here.
     - Errors arrive as HTTP 200 with an `errors` array (`{"errors": [{"message": "Not Authorized"}]}` for a bad
       token); rate limits as HTTP 429 with Retry-After (https://docs.railway.com/reference/public-api#rate-limits).
 
@@ -117,7 +124,7 @@ class RailwayTarget(IndexedTarget):
             if not conn["pageInfo"]["hasNextPage"]:
                 break
             variables["after"] = conn["pageInfo"]["endCursor"]
-        return out
+        return sorted(out, key=_created, reverse=True)
 
     async def _version(self, dep: dict[str, Any]) -> ServiceVersion:
         dep_id = str(dep["id"])
@@ -150,24 +157,42 @@ class RailwayTarget(IndexedTarget):
         dep = (await self._gql(DEPLOYMENT, {"id": handle.vendor_ref},
                                resource=f"deployment {handle.vendor_ref}"))["deployment"]
         status = str(dep.get("status"))
-        return status_of(STATUSES, status), status
+        ours = status_of(STATUSES, status)
+        if ours is DeployStatus.READY and handle.detail.get("kind") == "rollback":
+            return ours, f"{status}; {RESTORES_VARIABLES}"
+        return ours, status
 
     async def _rollback_to(self, vendor_ref: str, to: ServiceVersion) -> DeployHandle:
+        earlier = (await self._gql(DEPLOYMENT, {"id": vendor_ref}, resource=f"deployment {vendor_ref}"))["deployment"]
+        if not earlier.get("canRollback"):
+            status = earlier.get("status")
+            why = (f"it ended {status} and never served" if status not in (*SERVED, "REMOVED", "REMOVING") else
+                   "it is older than the plan's deployment retention (Railway keeps rollbacks only that long)")
+            raise PermanentError(f"Railway says deployment {vendor_ref} cannot be rolled back to (canRollback is "
+                                 f"false): {why}", provider=self.provider, resource=f"deployment {vendor_ref}")
         before = {d["id"] for d in await self._deployments()}
         done = await self._gql(ROLLBACK, {"id": vendor_ref}, resource=f"deployment {vendor_ref} rollback", once=True)
         if not done.get("deploymentRollback"):
             raise PermanentError("rollback refused", provider=self.provider, resource=f"deployment {vendor_ref}")
         fresh = [d for d in await self._deployments() if d["id"] not in before]
         new_ref = str(fresh[0]["id"]) if fresh else ""
-        return self.handle(to.version, new_ref, release_id=to.release_id, kind="rollback", to=vendor_ref)
+        return self.handle(to.version, new_ref, release_id=to.release_id, kind="rollback", to=vendor_ref,
+                           note=RESTORES_VARIABLES)
 
     async def current(self) -> ServiceVersion | None:
-        live = next((d for d in await self._deployments() if d.get("status") in ("SUCCESS", "SLEEPING")), None)
+        live = next((d for d in await self._deployments() if d.get("status") in SERVED), None)
         return await self._version(live) if live else None
 
     async def history(self) -> list[ServiceVersion]:
-        deps = [d for d in await self._deployments(pages=3) if d.get("status") in SERVED]
+        """What serves now and what Railway can still roll back to (`canRollback`), newest first."""
+        deps = [d for d in await self._deployments(pages=3) if d.get("status") in SERVED or d.get("canRollback")]
         return [await self._version(d) for d in deps[: self.cfg.history_limit]]
+
+
+def _created(dep: dict[str, Any]) -> str:
+    """A sort key: the deployment's createdAt as a UTC ISO string ("" when missing: sorts oldest)."""
+    when = parse_time(dep.get("createdAt"))
+    return when.astimezone(UTC).isoformat() if when is not None else ""
 
 
 def make_target(ctx: TargetContext) -> RailwayTarget:

@@ -6,12 +6,22 @@ import re
 from datetime import datetime
 from typing import Any
 
+import httpx
 from pydantic import Field, field_validator
 
-from providers.errors import TransientError
-from providers.models import DeployHandle, DeployStatus, Release, ServiceVersion
+from providers.clients.http import VendorClient, raise_for_vendor
+from providers.errors import PermanentError, TransientError
+from providers.models import DeployHandle, DeployStatus, Release, ServiceVersion, utcnow
 from providers.targets.base import TargetContext
-from providers.targets.paas.base import IndexedTarget, PaasSettings, ShaTemplate, load, parse_time, status_of
+from providers.targets.paas.base import (
+    IndexedTarget,
+    PaasSettings,
+    ReleaseIndex,
+    ShaTemplate,
+    load,
+    parse_time,
+    status_of,
+)
 
 STATUSES = {
     "created": DeployStatus.PENDING,
@@ -27,6 +37,26 @@ STATUSES = {
     "canceled": DeployStatus.CANCELED,
 }
 SERVED = ("live", "deactivated")
+AUTODEPLOY_ON = ("autodeploy is on for this Render service: the next push to its branch deploys over this "
+                 "{what} (settings.disable_autodeploy: true turns it off through Update service)")
+
+
+class RenderClient(VendorClient):
+    """VendorClient that words Render's 409 on a deploy trigger (/reference/create-deploy: "The current state of the
+    resource conflicts with this request", e.g. a suspended service) as what it means for a deploy."""
+
+    def translate(self, resp: httpx.Response, *, resource: str) -> None:
+        if resp.status_code == 409:
+            try:
+                said = str(resp.json().get("message") or "conflict")
+            except (ValueError, AttributeError):
+                said = "conflict"
+            raise PermanentError(
+                f"HTTP 409 on {resp.request.method} {resp.request.url.path}: Render refused it because the service's "
+                f"current state conflicts with it ({said[:200]}); a suspended service must be resumed first",
+                provider=self.provider, resource=resource,
+            )
+        raise_for_vendor(resp, provider=self.provider, resource=resource)
 
 
 class RenderSettings(PaasSettings):
@@ -36,6 +66,10 @@ class RenderSettings(PaasSettings):
     service_id: str = Field(description="the Render service id (srv-...)")
     image_url: ShaTemplate | None = Field(
         default=None, description="image-backed services: image URL template with {sha}, e.g. ghcr.io/org/api:{sha}"
+    )
+    disable_autodeploy: bool = Field(
+        default=False, description="turn the service's autodeploy off (Update service, autoDeploy: no) before each "
+        "deploy and rollback, so that a push to its branch cannot overwrite them; otherwise reported",
     )
 
     @field_validator("service_id")
@@ -52,7 +86,11 @@ class RenderTarget(IndexedTarget):
     Follows the Render public API reference (https://api-docs.render.com/reference), base URL https://api.render.com/v1,
     `Authorization: Bearer <API key>`:
     - Trigger deploy, `POST /services/{serviceId}/deploys` (body `clearCache`, `commitId` or `imageUrl`; 201 the deploy,
-      202 queued): /reference/create-deploy
+      202 queued with no body: the queued deploy is then found in the list; 409 the service's state conflicts,
+      e.g. suspended): /reference/create-deploy. "Deploying a specific commit with this endpoint does not disable
+      autodeploys for the service"; neither does a rollback: either is reported, or with `disable_autodeploy`
+      autodeploy is turned off first with Update service, `PATCH /services/{serviceId}` `{"autoDeploy": "no"}`
+      (/reference/update-service; Retrieve service `GET /services/{serviceId}` tells `autoDeploy` yes | no).
     - Retrieve deploy, `GET /services/{serviceId}/deploys/{deployId}`: /reference/retrieve-deploy
     - List deploys, `GET /services/{serviceId}/deploys` (`status`, `limit`, `cursor`; answer `[{"deploy", "cursor"}]`,
       the next page starts after the last item's cursor): /reference/list-deploys
@@ -68,6 +106,7 @@ class RenderTarget(IndexedTarget):
     """
 
     provider = "render"
+    vendor_class = RenderClient
 
     def __init__(self, ctx: TargetContext) -> None:
         settings, token, client, owns = load(ctx, RenderSettings)
@@ -113,7 +152,19 @@ class RenderTarget(IndexedTarget):
                 return str(dep["id"])
         return None
 
+    async def _autodeploy(self, what: str) -> str | None:
+        """Turn autodeploy off where the settings ask; else a warning when it is on (None when it is off)."""
+        service = await self.http.json("GET", self._path(), resource=self.res, **self._kw())
+        if (service or {}).get("autoDeploy") != "yes":
+            return None
+        if self.cfg.disable_autodeploy:
+            await self.http.json("PATCH", self._path(), json={"autoDeploy": "no"}, resource=f"{self.res} autodeploy",
+                                 **self._kw())
+            return None
+        return AUTODEPLOY_ON.format(what=what)
+
     async def _start(self, release: Release) -> str:
+        await self._autodeploy("deploy")
         body: dict[str, Any] = {"clearCache": "do_not_clear"}
         if self.cfg.image_url is not None:
             body["imageUrl"] = self.cfg.image_url.format(sha=release.sha)
@@ -122,19 +173,32 @@ class RenderTarget(IndexedTarget):
         resp = await self.http_once.request("POST", self._path("/deploys"), json=body,
                                             resource=f"{self.res} deploys", **self._kw())
         if resp.status_code == 202 or not resp.content:  # queued behind a running deploy: no body to read
-            raise TransientError("deploy queued; its id is not known yet", provider=self.provider, resource=self.res)
+            entry = await self.index.get(release.release_id)
+            since = (entry.requested_at if entry else utcnow()) - ReleaseIndex.SKEW
+            queued = await self._adopt(release, since)
+            if queued is None:
+                raise TransientError("deploy queued (202) and not listed yet", provider=self.provider,
+                                     resource=self.res)
+            return queued
         return str(resp.json()["id"])
 
     async def _poll(self, handle: DeployHandle) -> tuple[DeployStatus, str]:
         dep = await self.http.json("GET", self._path(f"/deploys/{handle.vendor_ref}"),
                                    resource=f"{self.res} deploy {handle.vendor_ref}", **self._kw())
         status = str(dep.get("status"))
-        return status_of(STATUSES, status), status
+        ours = status_of(STATUSES, status)
+        if ours is DeployStatus.READY and status == "live":
+            warning = await self._autodeploy(str(handle.detail.get("kind") or "deploy"))
+            if warning:
+                return ours, f"{status}; {warning}"
+        return ours, status
 
     async def _rollback_to(self, vendor_ref: str, to: ServiceVersion) -> DeployHandle:
+        warning = await self._autodeploy("rollback")
         dep = await self.http_once.json("POST", self._path("/rollback"), json={"deployId": vendor_ref},
                                         resource=f"{self.res} rollback to {vendor_ref}", **self._kw())
-        return self.handle(to.version, str(dep["id"]), release_id=to.release_id, kind="rollback", to=vendor_ref)
+        return self.handle(to.version, str(dep["id"]), release_id=to.release_id, kind="rollback", to=vendor_ref,
+                           warning=warning)
 
     async def current(self) -> ServiceVersion | None:
         live = await self._deploys(status="live", limit=1)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from providers.errors import PermanentError
 from providers.models import DeployHandle, DeployStatus, Release, ServiceVersion
 from providers.targets.base import TargetContext
 from providers.targets.paas.base import RELEASE_KEY, PaasSettings, PaasTarget, load, status_of
@@ -17,6 +18,7 @@ READY_STATES = {
     "BUILDING": DeployStatus.IN_PROGRESS,
     "READY": DeployStatus.READY,
     "ERROR": DeployStatus.FAILED,
+    "BLOCKED": DeployStatus.FAILED,  # held by Vercel (e.g. a commit author without team access): never builds
     "CANCELED": DeployStatus.CANCELED,
 }
 ALIAS_JOBS = {"succeeded": DeployStatus.READY, "skipped": DeployStatus.READY, "failed": DeployStatus.FAILED}
@@ -51,10 +53,18 @@ class VercelTarget(PaasTarget):
       {type github, repoId | org+repo, ref, sha}, `meta`; query `teamId`):
       /docs/rest-api/deployments/create-a-new-deployment
     - Get a deployment, `GET /v13/deployments/{idOrUrl}` (`readyState` QUEUED | INITIALIZING | BUILDING | READY | ERROR
-      | CANCELED, `readySubstate` STAGED | ROLLING | PROMOTED, `errorMessage`):
-      /docs/rest-api/deployments/get-a-deployment-by-id-or-url
-    - List deployments, `GET /v6/deployments` (`projectId`, `target`, `state`, `sha`, `limit`, `until`; answer
-      `deployments[]` with `uid`, `state`, `meta`, and `pagination.next`): /docs/rest-api/deployments/list-deployments
+      | CANCELED | BLOCKED, `readySubstate` STAGED | ROLLING | PROMOTED, `errorMessage`):
+      /docs/rest-api/deployments/get-a-deployment-by-id-or-url (values as in vercel/sdk
+      docs/models/getdeploymentresponsebodyreadystate.md and ...readysubstate.md). BLOCKED fails at once; a READY
+      deployment ROLLING is "in the process of having production traffic gradually transitioned" (a rolling
+      release): it is waited for, never promoted over.
+    - List deployments, `GET /v6/deployments` (`projectId`, `target`, `state`, `sha`, `limit`, `until`,
+      `rollbackCandidate`; answer `deployments[]` with `uid`, `state`, `meta`, `isRollbackCandidate`, and
+      `pagination.next`): /docs/rest-api/deployments/list-deployments (vercel/sdk docs/models/getdeploymentsrequest.md,
+      deployments.md). `target=preview` lists preview deployments (whose own `target` is null), as the CLI's
+      util/parse-target passes it. Production history and rollback targets are the rollback candidates
+      (/docs/instant-rollback#eligible-deployments: deployments previously aliased to production), not every
+      READY production deployment.
     - Find a project, `GET /v9/projects/{idOrName}` (`targets.production`, `lastAliasRequest` {toDeploymentId,
       jobStatus pending | in-progress | succeeded | failed | skipped, type promote | rollback}): /docs/rest-api/projects
     - Point production traffic to a given deployment, `POST /v10/projects/{projectId}/promote/{deploymentId}`
@@ -149,12 +159,16 @@ class VercelTarget(PaasTarget):
         dep = await self._deployment(ref)
         state = str(dep.get("readyState"))
         status = status_of(READY_STATES, state)
+        if state == "BLOCKED":
+            return status, f"BLOCKED: {dep.get('errorMessage') or 'Vercel blocked this deployment; it will not build'}"
         if status is DeployStatus.FAILED:
             return status, f"{state}: {dep.get('errorMessage') or dep.get('errorCode') or 'build failed'}"
         if status is not DeployStatus.READY or dep.get("target") != "production":
             return status, state
         if dep.get("readySubstate") in (None, "PROMOTED"):
             return status, state
+        if dep.get("readySubstate") == "ROLLING":  # a rolling release moves traffic over: never promote mid-way
+            return DeployStatus.IN_PROGRESS, "READY, ROLLING: rolling release in progress"
         return await self._alias_job(ref, promote=True)  # READY but STAGED: production domains not assigned yet
 
     async def _alias_job(self, ref: str, *, promote: bool) -> tuple[DeployStatus, str]:
@@ -180,6 +194,14 @@ class VercelTarget(PaasTarget):
             dep = await self.http_once.json("POST", self.url("/v13/deployments"), json=body,
                                             resource=f"project {self.cfg.project} deployments", **self._kw())
             return self.handle(to.version, str(dep["id"]), release_id=to.release_id, kind="redeploy")
+        listed = await self._list(pages=5, target="production", rollbackCandidate="true")
+        candidates = {str(d.get("uid")) for d in listed if d.get("isRollbackCandidate", True)}
+        if vendor_ref not in candidates:
+            raise PermanentError(
+                f"deployment {vendor_ref} is not a rollback candidate (Vercel rolls back only to deployments that "
+                "were aliased to production, and Hobby plans only to the previous one)",
+                provider=self.provider, resource=f"project {self.cfg.project}",
+            )
         pid = await self.project_id()
         await self.http.request("POST", self.url(f"/v1/projects/{pid}/rollback/{vendor_ref}"),
                                 resource=f"project {self.cfg.project} rollback {vendor_ref}",
@@ -198,7 +220,11 @@ class VercelTarget(PaasTarget):
         return self._version(ready[0]) if ready else None
 
     async def history(self) -> list[ServiceVersion]:
-        deps = await self._list(target=self.target, state="READY")
+        """Preview: READY previews. Production: the rollback candidates (what instant rollback accepts)."""
+        extra: dict[str, Any] = {"rollbackCandidate": "true"} if self.target == "production" else {}
+        deps = await self._list(target=self.target, state="READY", **extra)
+        if self.target == "production":
+            deps = [d for d in deps if d.get("isRollbackCandidate", True)]
         return [self._version(d) for d in deps[: self.cfg.history_limit]]
 
 
