@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -11,12 +12,43 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from providers.checks.base import BaseCheck, CheckContext, CheckInput
-from providers.clients.http import VendorClient
+from providers.clients.http import VendorClient, raise_for_vendor
 from providers.config import require_timeout
-from providers.errors import PermanentError
+from providers.errors import ConfigError, PermanentError, TransientError
 from providers.models import CheckResult, Finding, Release, Severity, utcnow
 
 PROVIDER = "sentry"
+RELEASES_SCOPES = "project:releases or org:ci"  # OrganizationReleasePermission (releases, deploys)
+READ_SCOPES = "event:read"  # OrganizationEventPermission (events, events-stats)
+RATE_LIMIT_RESET = "x-sentry-rate-limit-reset"  # https://docs.sentry.io/api/ratelimits/
+
+
+class SentryClient(VendorClient):
+    """VendorClient that reads Sentry's own rate-limit headers (https://docs.sentry.io/api/ratelimits/).
+
+    A 429 names no Retry-After; `X-Sentry-Rate-Limit-Reset` is when the window resets (UTC epoch seconds): the
+    retry waits until then (bounded by `max_wait_s`). A 403 says which scope the call needed.
+    """
+
+    def translate(self, resp: httpx.Response, *, resource: str) -> None:
+        if resp.status_code == 429:
+            reset = resp.headers.get(RATE_LIMIT_RESET)
+            wait: float | None = None
+            if reset:
+                try:
+                    wait = max(0.0, float(reset) - time.time())
+                except ValueError:
+                    wait = None
+            concurrent = resp.headers.get("x-sentry-rate-limit-concurrentremaining") == "0"
+            why = "too many concurrent requests" if concurrent else "rate limited"
+            raise TransientError(f"HTTP 429 on {resp.request.method} {resp.request.url.path}: {why}"
+                                 + (f" until the window resets in {wait:.0f}s" if wait is not None else ""),
+                                 provider=self.provider, resource=resource, retry_after=wait)
+        if resp.status_code == 403:
+            needs = READ_SCOPES if "/events" in resp.request.url.path else RELEASES_SCOPES
+            raise PermanentError(f"HTTP 403 on {resp.request.method} {resp.request.url.path}: the token lacks the "
+                                 f"scope this call needs ({needs})", provider=self.provider, resource=resource)
+        raise_for_vendor(resp, provider=self.provider, resource=resource)
 
 
 class SentrySettings(BaseModel):
@@ -26,14 +58,17 @@ class SentrySettings(BaseModel):
     url: str = Field(default="https://sentry.io", description="Sentry's base URL (self-hosted: its own)")
     org: str = Field(description="organization slug")
     projects: list[str] = Field(min_length=1, description="project slugs the release belongs to")
-    project_ids: list[int] = Field(default_factory=list, description="count only these projects' events")
+    project_ids: list[int] = Field(
+        default_factory=list, description="ids of `projects` (default: the ids Sentry gives back for the release); "
+        "always sent, since no project means 'the projects the token's user is a member of'")
     environment: str | None = Field(default=None, description="Sentry environment (default: the spec's name)")
     release_format: str = Field(
         default="{sha}", description="the SDKs' `release` value: placeholders {sha} {short_sha} {ref} {env}"
     )
     window_s: float = Field(default=120.0, gt=0, le=86400, description="watch this long after the deploy")
     before_window_s: float | None = Field(default=None, gt=0, le=86400, description="default: window_s")
-    interval: str = Field(default="1m", pattern=r"^\d+[smhd]$", description="events-stats bucket size")
+    interval: str = Field(default="1m", pattern=r"^\d+[smhd]$",
+                          description="unused since the counts come from the events endpoint; kept for old specs")
     query: str = Field(default="event.type:error", description="Sentry search query of the events counted")
     spike_factor: float = Field(default=2.0, gt=1, description="after-rate above factor x before-rate fails")
     min_events: int = Field(default=10, ge=1, description="fewer errors after the deploy never fail")
@@ -50,15 +85,21 @@ def _iso(dt: datetime) -> str:
 
 
 class SentryApi:
-    """The few Sentry web API calls the check makes, through a VendorClient (retries, error translation)."""
+    """The few Sentry web API calls the check makes, through a SentryClient (retries, error translation).
 
-    def __init__(self, client: httpx.AsyncClient, org: str, token: SecretStr) -> None:
-        self.vendor = VendorClient(client, provider=PROVIDER, attempts=3, backoff_s=0.5, max_wait_s=10)
+    Releases and deploy markers go with the releases token (project:releases or org:ci), counts with the read
+    token (event:read): an org:ci or project:releases token gets 403 on the events endpoints.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, org: str, releases_token: SecretStr, read_token: SecretStr) -> None:
+        self.vendor = SentryClient(client, provider=PROVIDER, attempts=3, backoff_s=0.5, max_wait_s=10)
         self.org = quote(org, safe="")
-        self._token = token
+        self._releases_token = releases_token
+        self._read_token = read_token
 
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._token.get_secret_value()}"}
+    def _headers(self, *, read: bool = False) -> dict[str, str]:
+        token = self._read_token if read else self._releases_token
+        return {"Authorization": f"Bearer {token.get_secret_value()}"}
 
     async def create_release(self, version: str, projects: list[str], ref: str) -> dict[str, Any]:
         """POST .../releases/ (201 created, 208 already there: both fine)."""
@@ -83,22 +124,28 @@ class SentryApi:
         )
         return data
 
-    async def count(self, s: SentrySettings, env: str, start: datetime, end: datetime) -> int:
-        """Events matching `s.query` in [start, end): the sum of events-stats' count() buckets."""
+    async def count(self, s: SentrySettings, env: str, project_ids: list[int], start: datetime,
+                    end: datetime) -> int:
+        """Events matching `s.query` in [start, end) of `project_ids`: `count()` from the documented Discover
+        table endpoint, Query Discover Events in Table Format, `GET .../events/`
+        (https://docs.sentry.io/api/discover/query-discover-events-in-table-format/)."""
+        if not project_ids:
+            raise PermanentError("no project ids to count events of", provider=PROVIDER, resource="events")
         params: list[tuple[str, str | int | float | bool | None]] = [
-            ("yAxis", "count()"), ("query", s.query), ("environment", env), ("interval", s.interval),
+            ("field", "count()"), ("query", s.query), ("environment", env),
             ("start", _iso(start)), ("end", _iso(end)),
         ]
-        params += [("project", pid) for pid in s.project_ids]
+        params += [("project", pid) for pid in project_ids]
         resp = await self.vendor.request(
-            "GET", f"/api/0/organizations/{self.org}/events-stats/", resource="events-stats",
-            params=httpx.QueryParams(params), headers=self._headers(),
+            "GET", f"/api/0/organizations/{self.org}/events/", resource="events",
+            params=httpx.QueryParams(params), headers=self._headers(read=True),
         )
         try:
-            return sum(int(point["count"]) for _, points in resp.json()["data"] for point in points)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PermanentError("events-stats answered in an unexpected shape", provider=PROVIDER,
-                                 resource="events-stats") from exc
+            rows = resp.json()["data"]
+            return int(rows[0]["count()"]) if rows else 0
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise PermanentError("events answered in an unexpected shape", provider=PROVIDER,
+                                 resource="events") from exc
 
 
 class SentryCheck(BaseCheck):
@@ -111,11 +158,13 @@ class SentryCheck(BaseCheck):
 
     kind = "sentry"
 
-    def __init__(self, ctx: CheckContext, settings: SentrySettings, token: SecretStr) -> None:
+    def __init__(self, ctx: CheckContext, settings: SentrySettings, releases_token: SecretStr,
+                 read_token: SecretStr) -> None:
         super().__init__(ctx)
         self.settings = settings
         self.environment = settings.environment or ctx.env.environment
-        self._token = token
+        self._releases_token = releases_token
+        self._read_token = read_token
         self._client = ctx.http_client("sentry_http_client")
 
     async def measure(self, inp: CheckInput) -> CheckResult:
@@ -126,10 +175,15 @@ class SentryCheck(BaseCheck):
 
     async def _measure(self, inp: CheckInput, client: httpx.AsyncClient) -> CheckResult:
         s = self.settings
-        api = SentryApi(client, s.org, self._token)
+        api = SentryApi(client, s.org, self._releases_token, self._read_token)
         version = release_version(s.release_format, inp.release)
         deploy_started = inp.release.created_at
-        await api.create_release(version, s.projects, inp.release.ref)
+        created = await api.create_release(version, s.projects, inp.release.ref)
+        project_ids = s.project_ids or [int(p["id"]) for p in (created or {}).get("projects") or []
+                                        if p.get("slug") in s.projects and str(p.get("id", "")).isdigit()]
+        if not project_ids:
+            raise PermanentError(f"Sentry gave no ids for projects {', '.join(s.projects)}: set settings.project_ids",
+                                 provider=PROVIDER, resource=f"release {version[:12]}")
         marker = await self._mark_deploy(api, version, inp.release)
         deployed = datetime.fromisoformat(str(marker.get("dateFinished") or _iso(utcnow())).replace("Z", "+00:00"))
         after_end = deployed + timedelta(seconds=s.window_s)
@@ -138,8 +192,8 @@ class SentryCheck(BaseCheck):
             await asyncio.sleep(wait)
         before_s = s.before_window_s or s.window_s
         before, after = await asyncio.gather(
-            api.count(s, self.environment, deploy_started - timedelta(seconds=before_s), deploy_started),
-            api.count(s, self.environment, deployed, after_end),
+            api.count(s, self.environment, project_ids, deploy_started - timedelta(seconds=before_s), deploy_started),
+            api.count(s, self.environment, project_ids, deployed, after_end),
         )
         before_rate, after_rate = before / before_s * 60, after / s.window_s * 60
         metrics = {"errors_before": float(before), "errors_after": float(after),
@@ -171,8 +225,17 @@ class SentryCheck(BaseCheck):
         })
 
 def make_check(ctx: CheckContext) -> SentryCheck:
-    """Factory registered as `sentry`: needs the secret `auth_token` (a Sentry auth token, project:releases)."""
+    """Factory registered as `sentry`: needs two secrets, `auth_token` (project:releases or org:ci: the release and
+    its deploy marker) and `read_token` (event:read: the counts). They may name the same secret when one token
+    (a user auth token, an internal integration) has both scopes; an organization token (org:ci) alone cannot
+    read events, so only one of the two is a configuration error, raised when the spec is loaded."""
     settings = ctx.settings(SentrySettings)
     require_timeout(ctx.spec.timeout_s, settings.window_s + settings.timeout_s,
                     "settings.window_s + settings.timeout_s: the check waits out the window", ctx.location("timeout_s"))
-    return SentryCheck(ctx, settings, ctx.require_secret("auth_token", "a Sentry auth token with project:releases"))
+    releases = ctx.require_secret("auth_token", f"a Sentry auth token with {RELEASES_SCOPES}, and `read_token` "
+                                                f"with {READ_SCOPES}")
+    if ctx.secrets.get("read_token") is None:
+        raise ConfigError(f"has `auth_token` ({RELEASES_SCOPES}: releases and deploy markers) but no `read_token` "
+                          f"({READ_SCOPES}: the error counts; a project:releases or org:ci token gets 403 there); "
+                          "name the same secret twice for one token that has both scopes", ctx.location("secrets"))
+    return SentryCheck(ctx, settings, releases, ctx.secrets["read_token"])

@@ -9,6 +9,10 @@ Shaped like the documented API (paths, fields, status codes, `{"detail": ...}` e
   (environment required; dateStarted, dateFinished, name, url, projects optional) and List a Release's Deploys
   (``GET`` on the same path): https://docs.sentry.io/api/releases/create-a-new-deploy-for-an-organization/ and
   https://docs.sentry.io/api/releases/list-a-releases-deploys/
+- Query Discover Events in Table Format, ``GET /api/0/organizations/{org}/events/`` with ``field=count()``,
+  ``query``, ``project`` (ids), ``environment``, ``start``/``end`` (or ``statsPeriod``); the answer is
+  ``{"data": [{"count()": n}], "meta": {"fields": {"count()": "integer"}}}``:
+  https://docs.sentry.io/api/discover/query-discover-events-in-table-format/ (what the check uses).
 - Event counts as a time series, ``GET /api/0/organizations/{org}/events-stats/`` with ``yAxis=count()``,
   ``query``, ``project`` (ids), ``environment``, ``start``/``end`` (or ``statsPeriod``) and ``interval``; the answer
   is ``{"data": [[bucket_epoch_s, [{"count": n}]], ...], "start", "end", "meta"}``: the endpoint the Sentry UI's
@@ -19,7 +23,20 @@ Shaped like the documented API (paths, fields, status codes, `{"detail": ...}` e
   ``event`` item is stored (its ``timestamp``, ``release``, ``environment``, ``level``; ``event.type`` is ``error``
   when it carries an exception, else ``default``), so events sent by sentry-sdk are counted by events-stats.
 
-Auth: web API calls need ``Authorization: Bearer <token>`` (401 ``{"detail": "Invalid token"}`` otherwise).
+Auth: web API calls need ``Authorization: Bearer <token>`` (401 ``{"detail": "Invalid token"}`` otherwise), and
+the token needs a scope of the endpoint's permission class (getsentry/sentry src/sentry/api/bases/organization.py):
+releases and deploys (OrganizationReleasePermission) POST project:write | project:admin | project:releases |
+org:ci, GET also project:read; events and events-stats (OrganizationEventPermission) GET event:read | event:write |
+event:admin. Otherwise 403 ``{"detail": "You do not have permission to perform this action."}``: an organization
+token (org:ci) can make releases but not read events. `add_token(token, scopes, member_of)` makes such tokens
+(the ones given as `tokens` have every scope). Without a ``project`` parameter the event endpoints count only the
+projects the token's user is a member of (`member_of`; none for an organization token), so a query that names
+no project can silently count zero.
+
+Rate limits (https://docs.sentry.io/api/ratelimits/): every API answer carries ``X-Sentry-Rate-Limit-Limit``,
+``-Remaining``, ``-Reset`` (UTC epoch seconds), ``-ConcurrentLimit`` and ``-ConcurrentRemaining``;
+`rate_limit(count, reset_in_s)` answers the next `count` API calls 429 with Remaining 0 and that Reset, and no
+Retry-After.
 
 As a process (the local Sentry of ``make demo``): ``python -m tests.fakes.sentry --port N``, the API token from
 ``$SENTRY_AUTH_TOKEN``; state in memory, gone when it stops.
@@ -45,6 +62,11 @@ _PERIOD = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SENTRY_KEY = re.compile(r"sentry_key=([^,\s]+)")
 _QUERY_KEYS = {"event.type": "type", "release": "release", "level": "level", "environment": "environment"}
+ALL_SCOPES = frozenset({"project:read", "project:write", "project:admin", "project:releases", "org:ci",
+                        "event:read", "event:write", "event:admin"})
+RELEASE_WRITE = frozenset({"project:write", "project:admin", "project:releases", "org:ci"})
+EVENT_READ = frozenset({"event:read", "event:write", "event:admin"})
+DENIED = {"detail": "You do not have permission to perform this action."}
 
 
 def parse_period(text: str) -> int:
@@ -87,7 +109,11 @@ class FakeSentry(FakeServer):
         self.org = org
         self.projects = projects or {1: "aevon-api", 2: "aevon-deploy"}
         self.tokens = set(tokens or ["sntrys_fake_token"])
+        self.scopes: dict[str, frozenset[str]] = {t: ALL_SCOPES for t in self.tokens}
+        self.members: dict[str, set[int] | None] = {t: None for t in self.tokens}  # None: every project
         self.public_key = public_key
+        self._limited = 0
+        self._reset_in_s = 1.0
         self.releases: dict[str, dict[str, Any]] = {}
         self.deploys: dict[str, list[dict[str, Any]]] = {}
         self.events: list[StoredEvent] = []
@@ -102,12 +128,57 @@ class FakeSentry(FakeServer):
     def error_body(self, status: int, message: str) -> Any:
         return {"detail": message}
 
+    def add_token(self, token: str, scopes: set[str], member_of: set[int] | None = None) -> None:
+        """An API token with these scopes, whose user is a member of `member_of` (empty: an org token)."""
+        with self.lock:
+            self.tokens.add(token)
+            self.scopes[token] = frozenset(scopes)
+            self.members[token] = set(member_of or ())
+
+    def rate_limit(self, count: int, reset_in_s: float = 1.0) -> None:
+        """The next `count` API calls are refused with 429, the window resetting `reset_in_s` after each."""
+        with self.lock:
+            self._limited, self._reset_in_s = count, reset_in_s
+
+    def _limit_headers(self, remaining: int, reset_in_s: float = 1.0) -> dict[str, str]:
+        return {"X-Sentry-Rate-Limit-Limit": "40", "X-Sentry-Rate-Limit-Remaining": str(remaining),
+                "X-Sentry-Rate-Limit-Reset": str(int(datetime.now(UTC).timestamp() + reset_in_s)),
+                "X-Sentry-Rate-Limit-ConcurrentLimit": "25", "X-Sentry-Rate-Limit-ConcurrentRemaining": "24"}
+
+    @staticmethod
+    def _needs(req: Request) -> frozenset[str]:
+        if "/events" in req.path:
+            return EVENT_READ
+        return RELEASE_WRITE | {"project:read"} if req.method == "GET" else RELEASE_WRITE
+
     def authorize(self, req: Request) -> Response | None:
-        if req.path.startswith("/api/0/"):
-            header = req.headers.get("authorization", "")
-            if not header.startswith("Bearer ") or header.removeprefix("Bearer ") not in self.tokens:
-                return Response(401, {"detail": "Invalid token"})
+        if not req.path.startswith("/api/0/"):
+            return None
+        token = req.headers.get("authorization", "").removeprefix("Bearer ")
+        if not req.headers.get("authorization", "").startswith("Bearer ") or token not in self.tokens:
+            return Response(401, {"detail": "Invalid token"}, headers=self._limit_headers(39))
+        if not self.scopes[token] & self._needs(req):
+            return Response(403, DENIED, headers=self._limit_headers(39))
+        with self.lock:
+            if self._limited:
+                self._limited -= 1
+                detail = "You are attempting to use this endpoint too frequently. Limit is 40 requests in 1 seconds"
+                return Response(429, {"detail": detail}, headers=self._limit_headers(0, self._reset_in_s))
+        req.headers["x-fake-member-of"] = ",".join(str(p) for p in sorted(self._member_projects(token)))
         return None
+
+    def _member_projects(self, token: str) -> set[int]:
+        member_of = self.members.get(token)
+        return set(self.projects) if member_of is None else member_of
+
+    def route(self, method: str, pattern: str, handler: Any) -> None:
+        def with_headers(req: Request) -> Response:
+            resp: Response = handler(req)
+            if req.path.startswith("/api/0/"):
+                resp.headers.update(self._limit_headers(39))
+            return resp
+
+        super().route(method, pattern, with_headers)
 
     def routes(self) -> None:
         org = r"/api/0/organizations/(?P<org>[^/]+)"
@@ -115,6 +186,7 @@ class FakeSentry(FakeServer):
         self.route("POST", org + r"/releases/(?P<version>[^/]+)/deploys/", self._create_deploy)
         self.route("GET", org + r"/releases/(?P<version>[^/]+)/deploys/", self._list_deploys)
         self.route("GET", org + r"/events-stats/", self._events_stats)
+        self.route("GET", org + r"/events/", self._events)
         self.route("POST", r"/api/(?P<project>\d+)/envelope/", self._envelope)
 
     # -- web API -----------------------------------------------------------------------------------------------
@@ -141,7 +213,8 @@ class FakeSentry(FakeServer):
                 "id": len(self.releases) + 1, "version": version, "shortVersion": version[:12],
                 "ref": body.get("ref"), "url": body.get("url"), "dateCreated": _iso(datetime.now(UTC).timestamp()),
                 "dateReleased": body.get("dateReleased"), "deployCount": 0, "newGroups": 0,
-                "projects": [{"slug": s, "name": s} for s in slugs],
+                "projects": [{"id": next(i for i, slug in self.projects.items() if slug == s), "slug": s,
+                              "name": s} for s in slugs],
             }
             self.releases[version] = release
         return Response(201, release)
@@ -179,36 +252,56 @@ class FakeSentry(FakeServer):
         with self.lock:
             return Response(200, list(reversed(self.deploys.get(version, []))))
 
+    def _window(self, req: Request) -> tuple[list[tuple[str, str]], float, float]:
+        """(query filters, start, end) of an events query; ValueError for a bad one."""
+        filters = self._filters(req.q("query", "") or "")
+        if req.q("start") and req.q("end"):
+            start, end = parse_time(req.q("start") or ""), parse_time(req.q("end") or "")
+        else:
+            end = datetime.now(UTC).timestamp()
+            start = end - parse_period(req.q("statsPeriod", "24h") or "24h")
+        if end <= start:
+            raise ValueError("start must be before end")
+        return filters, start, end
+
+    def _matching(self, req: Request, filters: list[tuple[str, str]], start: float, end: float) -> list[StoredEvent]:
+        """Events of the asked projects (none asked: the token user's projects) in [start, end)."""
+        asked = {int(p) for p in req.query.get("project", []) if p != "-1"}
+        member_of = {int(p) for p in (req.headers.get("x-fake-member-of") or "").split(",") if p}
+        projects = asked or member_of
+        envs = set(req.query.get("environment", []))
+        with self.lock:
+            return [ev for ev in self.events if start <= ev.timestamp < end and ev.project_id in projects
+                    and (not envs or ev.environment in envs)
+                    and all(getattr(ev, attr) == value for attr, value in filters)]
+
+    def _events(self, req: Request) -> Response:
+        if (missing := self._org(req)) is not None:
+            return missing
+        if req.query.get("field") != ["count()"]:
+            return Response(400, {"detail": "this fake answers field=count() only"})
+        try:
+            filters, start, end = self._window(req)
+        except ValueError as exc:
+            return Response(400, {"detail": str(exc)})
+        count = len(self._matching(req, filters, start, end))
+        return Response(200, {"data": [{"count()": count}], "meta": {"fields": {"count()": "integer"},
+                                                                     "units": {"count()": None}}})
+
     def _events_stats(self, req: Request) -> Response:
         if (missing := self._org(req)) is not None:
             return missing
         if req.query.get("yAxis", ["count()"]) != ["count()"]:
             return Response(400, {"detail": "this fake answers yAxis=count() only"})
         try:
-            filters = self._filters(req.q("query", "") or "")
+            filters, start, end = self._window(req)
             interval = parse_period(req.q("interval", "1h") or "1h")
-            if req.q("start") and req.q("end"):
-                start, end = parse_time(req.q("start") or ""), parse_time(req.q("end") or "")
-            else:
-                end = datetime.now(UTC).timestamp()
-                start = end - parse_period(req.q("statsPeriod", "24h") or "24h")
         except ValueError as exc:
             return Response(400, {"detail": str(exc)})
-        if end <= start:
-            return Response(400, {"detail": "start must be before end"})
-        projects = {int(p) for p in req.query.get("project", []) if p != "-1"}
-        envs = set(req.query.get("environment", []))
         first = int(start // interval) * interval
         buckets = {first + i * interval: 0 for i in range(int((end - first) // interval) + 1)}
-        with self.lock:
-            for ev in self.events:
-                if not start <= ev.timestamp < end or (projects and ev.project_id not in projects):
-                    continue
-                if envs and ev.environment not in envs:
-                    continue
-                if any(getattr(ev, attr) != value for attr, value in filters):
-                    continue
-                buckets[int(ev.timestamp // interval) * interval] += 1
+        for ev in self._matching(req, filters, start, end):
+            buckets[int(ev.timestamp // interval) * interval] += 1
         data = [[ts, [{"count": n}]] for ts, n in sorted(buckets.items())]
         return Response(200, {"data": data, "start": int(start), "end": int(end), "isMetricsData": False,
                               "meta": {"fields": {"count": "integer"}, "units": {"count": None}}})

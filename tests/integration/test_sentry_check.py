@@ -15,7 +15,8 @@ import pytest
 from pydantic import SecretStr
 
 from providers.checks.base import CheckInput
-from providers.errors import ConfigError
+from providers.checks.sentry import SentryClient
+from providers.errors import ConfigError, TransientError
 from providers.models import Outcome, Release, utcnow
 from tests.fakes.sentry import FakeSentry
 from tests.integration.app_under_test import example_check, serving
@@ -40,9 +41,11 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_sample_repo(tmp_path_factory.mktemp("sample") / "repo")
 
 
-def check_for(sentry: FakeSentry, tmp: Path, token: str = TOKEN, **settings: Any) -> Any:
+def check_for(sentry: FakeSentry, tmp: Path, token: str = TOKEN, read_token: str | None = None,
+              **settings: Any) -> Any:
     base = {"url": sentry.url, "window_s": 2, "before_window_s": 2, "interval": "1s", "min_events": 5}
-    return example_check("errors", tmp, {**base, **settings}, secrets={"auth_token": SecretStr(token)})
+    secrets = {"auth_token": SecretStr(token), "read_token": SecretStr(read_token or token)}
+    return example_check("errors", tmp, {**base, **settings}, secrets=secrets)
 
 
 def release(sha: str = "a" * 40, ref: str = "v2") -> Release:
@@ -56,7 +59,7 @@ async def test_marks_release_and_deploy_once(sentry: FakeSentry, tmp_path: Path)
     again = await check.run(inp)  # a re-run (ERROR retry) of the same deploy: no second release or marker
     assert first.outcome == again.outcome == Outcome.PASSED, first.summary
     assert list(sentry.releases) == ["a" * 40]
-    assert sentry.releases["a" * 40]["projects"] == [{"slug": "aevon-api", "name": "aevon-api"}]
+    assert sentry.releases["a" * 40]["projects"] == [{"id": 1, "slug": "aevon-api", "name": "aevon-api"}]
     [deploy] = sentry.deploys["a" * 40]
     assert deploy["environment"] == ENV and deploy["name"] == inp.release.release_id
     assert deploy["dateStarted"] and deploy["dateFinished"]
@@ -166,9 +169,63 @@ async def traffic(base: str, seconds: float) -> list[int]:
     return statuses
 
 
+async def test_releases_and_counts_need_their_own_scopes(sentry: FakeSentry, tmp_path: Path) -> None:
+    """An organization token (org:ci) makes releases but gets 403 on the events endpoint: event:read reads."""
+    sentry.add_token("sntrys_org_ci_token_0000000000000000", {"org:ci"})
+    sentry.add_token("sntryu_read_token_00000000000000000", {"event:read"}, member_of={1, 2})
+    inp = CheckInput(release=release(), services={})
+    org_only = check_for(sentry, tmp_path, token="sntrys_org_ci_token_0000000000000000")
+    refused = await org_only.run(inp)
+    assert refused.outcome == Outcome.ERROR and "403" in refused.summary and "event:read" in refused.summary
+    read_only = check_for(sentry, tmp_path, token="sntryu_read_token_00000000000000000")
+    refused = await read_only.run(inp)  # event:read cannot make the release
+    assert refused.outcome == Outcome.ERROR and "403" in refused.summary and "project:releases" in refused.summary
+    both = check_for(sentry, tmp_path, token="sntrys_org_ci_token_0000000000000000",
+                     read_token="sntryu_read_token_00000000000000000")
+    assert (await both.run(inp)).outcome == Outcome.PASSED
+
+
+async def test_project_ids_are_always_sent(sentry: FakeSentry, tmp_path: Path) -> None:
+    """With no `project`, Sentry counts the token user's own projects: a reader in none of them would see zero."""
+    outsider = "sntryu_outsider_token_0000000000000000"  # an internal integration: member of no project
+    sentry.add_token(outsider, {"project:releases", "event:read"}, member_of=set())
+    inp = CheckInput(release=release(), services={})
+    check = check_for(sentry, tmp_path, token=outsider, project_ids=[])
+
+    async def errors_after() -> None:
+        await asyncio.sleep(0.3)
+        for _ in range(12):
+            sentry.add_event(1, time.time(), environment=ENV)
+
+    result, _ = await asyncio.gather(check.run(inp), errors_after())
+    assert result.metrics["errors_after"] == 12, result.summary  # ids from the release: [1]
+    assert result.outcome == Outcome.FAILED
+
+
+async def test_sentry_rate_limit_headers_are_honoured(sentry: FakeSentry, tmp_path: Path) -> None:
+    """A 429 carries X-Sentry-Rate-Limit-Reset (no Retry-After): the client waits for it and goes on."""
+    sentry.rate_limit(2, reset_in_s=1)
+    result = await check_for(sentry, tmp_path).run(CheckInput(release=release(), services={}))
+    assert result.outcome == Outcome.PASSED, result.summary
+
+
+def test_sentry_429_waits_until_the_reset_header() -> None:
+    request = httpx.Request("GET", "https://sentry.io/api/0/organizations/aevon/events/")
+    reset = str(int(time.time()) + 5)
+    resp = httpx.Response(429, request=request, json={"detail": "too frequently"},
+                          headers={"X-Sentry-Rate-Limit-Remaining": "0", "X-Sentry-Rate-Limit-Reset": reset})
+    client = SentryClient(httpx.AsyncClient(), provider="sentry")
+    with pytest.raises(TransientError) as caught:
+        client.translate(resp, resource="events")
+    assert caught.value.retry_after is not None and 3.0 < caught.value.retry_after <= 5.0
+
+
 def test_spec_mistakes_are_config_errors(sentry: FakeSentry, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="secrets"):
         example_check("errors", tmp_path)  # no auth_token secret
+    with pytest.raises(ConfigError, match="read_token") as only_one:  # one kind of token where both are needed
+        example_check("errors", tmp_path, secrets={"auth_token": SecretStr(TOKEN)})
+    assert only_one.value.location is not None and only_one.value.location.endswith("secrets")
     with pytest.raises(ConfigError, match="window"):  # the example's timeout_s is 180: the window must fit in it
         check_for(sentry, tmp_path, window_s=600)
     with pytest.raises(ConfigError, match="observe_s"):
