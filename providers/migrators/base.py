@@ -43,6 +43,7 @@ class MigrationPlan(BaseModel):
     inverse_sql: str | None = None  # the down script of all of `pending`, prepared before applying
     inverse_steps: dict[str, str] = Field(default_factory=dict)  # per pending migration: its own down script
     inverse_loses_data: bool = False
+    inverse_preconditions: list[str] = Field(default_factory=list)  # what the data must satisfy for the inverse
 
 
 class MigrationResult(BaseModel):
@@ -77,6 +78,11 @@ class Migrator(Protocol):
         """Apply pending migrations (idempotent: nothing pending -> nothing done)."""
         ...
 
+    async def inverse_preconditions(self, inverse_sql: str | None) -> list[str]:
+        """Why the inverse would fail on the data now ([] when it would succeed): a rollback then reverts code only."""
+        ...
+
     async def revert(self, checkout: Path, applied: list[str], inverse_sql: str | None) -> MigrationResult:
-        """Undo `applied` with the prepared inverse; record them as not applied so a later deploy re-applies."""
+        """Undo `applied` with the prepared inverse and record them as not applied, atomically: on failure nothing
+        changed. A later deploy re-applies them."""
         ...

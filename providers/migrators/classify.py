@@ -24,6 +24,8 @@ _DROPPED_KIND = {OT.OBJECT_TABLE: "table", OT.OBJECT_VIEW: "view", OT.OBJECT_MAT
                  OT.OBJECT_TYPE: "type", OT.OBJECT_SEQUENCE: "sequence", OT.OBJECT_SCHEMA: "schema",
                  OT.OBJECT_FUNCTION: "function", OT.OBJECT_EXTENSION: "extension", OT.OBJECT_DOMAIN: "domain",
                  OT.OBJECT_TRIGGER: "trigger", OT.OBJECT_PROCEDURE: "procedure"}
+# DESTRUCTIVE ALTER TABLE reasons that drop or rewrite stored values (the others break code, not data).
+_LOSSY_ALTER = ("drops column", "changes the type of")
 _HARMLESS = (ast.TransactionStmt, ast.VariableSetStmt, ast.CommentStmt, ast.GrantStmt, ast.GrantRoleStmt)
 _CREATES = {ast.CreateEnumStmt: "enum type", ast.CompositeTypeStmt: "composite type", ast.CreateDomainStmt: "domain",
             ast.CreateSeqStmt: "sequence", ast.CreateSchemaStmt: "schema", ast.CreateExtensionStmt: "extension",
@@ -66,6 +68,7 @@ class Classified:
     category: Category
     reason: str
     stmt: Statement
+    loses_data: bool = False  # drops or rewrites stored values that no down script brings back
 
     def finding(self) -> Finding:
         text = self.stmt.text if len(self.stmt.text) <= 160 else self.stmt.text[:157] + "..."
@@ -73,7 +76,7 @@ class Classified:
             message=f"{self.category}: {self.reason}" + (f" — {text}" if text else ""),
             severity=SEVERITY[self.category], location=self.stmt.location,
             detail={"category": self.category.value, "migration": self.stmt.migration, "line": self.stmt.line,
-                    "statement": self.stmt.text[:2000]},
+                    "statement": self.stmt.text[:2000], "loses_data": self.loses_data},
         )
 
 
@@ -138,19 +141,35 @@ def is_constant(node: Any) -> bool:
 
 @dataclass
 class _Batch:
-    """What earlier statements of the pending migrations created: objects new in this deploy have no data."""
+    """What earlier statements of the pending migrations created: objects new in this deploy have no data.
 
+    `fresh`: the database holds nothing yet, so every object a statement touches was created by this deploy (or
+    never existed: an IF EXISTS drop of it does nothing).
+    """
+
+    fresh: bool = False
     new_tables: set[str] = field(default_factory=set)
+    new_types: set[str] = field(default_factory=set)
+    new_sequences: set[str] = field(default_factory=set)
+    new_functions: set[str] = field(default_factory=set)
     defaults: set[tuple[str, str]] = field(default_factory=set)
     statements_in: dict[str, int] = field(default_factory=dict)
 
+    def is_new(self, kind: OT, names: list[str]) -> bool:
+        """Every one of `names` (dotted) of object kind `kind` was created earlier in this deploy."""
+        known = {OT.OBJECT_TABLE: self.new_tables, OT.OBJECT_TYPE: self.new_types, OT.OBJECT_DOMAIN: self.new_types,
+                 OT.OBJECT_SEQUENCE: self.new_sequences, OT.OBJECT_FUNCTION: self.new_functions}.get(kind)
+        if self.fresh:
+            return True
+        return known is not None and bool(names) and all(n.rsplit(".", 1)[-1] in known for n in names)
 
-def classify(migrations: Iterable[tuple[str, str]]) -> list[Classified]:
-    """Classify every statement of `migrations` ((name, sql) in apply order).
+
+def classify(migrations: Iterable[tuple[str, str]], *, fresh: bool = False) -> list[Classified]:
+    """Classify every statement of `migrations` ((name, sql) in apply order); `fresh`: into an empty database.
 
     A migration.sql the parser rejects yields one INVALID item (at the error's line) and the others go on.
     """
-    batch = _Batch()
+    batch = _Batch(fresh=fresh)
     parsed: list[tuple[str, list[Statement] | SqlParseError]] = []
     for name, sql in migrations:
         try:
@@ -175,31 +194,36 @@ def classify(migrations: Iterable[tuple[str, str]]) -> list[Classified]:
 def _classify(st: Statement, b: _Batch) -> list[Classified]:
     n = st.node
 
-    def one(cat: Category, reason: str) -> list[Classified]:
-        return [Classified(cat, reason, st)]
+    def one(cat: Category, reason: str, loses: bool = False) -> list[Classified]:
+        return [Classified(cat, reason, st, loses)]
 
+    _remember(n, b)
     if isinstance(n, ast.CreateStmt):
-        b.new_tables.add(_key(n.relation))
         return one(Category.ADDITIVE, f"creates table {rel_name(n.relation)}")
     if isinstance(n, ast.IndexStmt):
         return one(*_index(n, st, b))
     if isinstance(n, ast.AlterTableStmt):
         if n.objtype != OT.OBJECT_TABLE:
             return one(Category.REVIEW, "alters a non-table relation (not analysed)")
-        return [Classified(cat, reason, st) for cat, reason in _alter_table(n, b)]
+        return [Classified(cat, reason, st, cat == Category.DESTRUCTIVE and reason.startswith(_LOSSY_ALTER))
+                for cat, reason in _alter_table(n, b)]
     if isinstance(n, ast.RenameStmt):
-        return one(*_rename(n))
+        return one(*_rename(n, b))
     if isinstance(n, ast.DropStmt):
         return one(*_drop(n, b))
-    if isinstance(n, ast.TruncateStmt):
-        return one(Category.DESTRUCTIVE, "empties " + ", ".join(rel_name(r) for r in n.relations or ()))
-    if isinstance(n, ast.DeleteStmt):
-        return one(Category.DESTRUCTIVE, f"deletes rows of {rel_name(n.relation)}")
+    if isinstance(n, ast.TruncateStmt | ast.DeleteStmt):
+        rels = list(n.relations or ()) if isinstance(n, ast.TruncateStmt) else [n.relation]
+        what = ("empties " if isinstance(n, ast.TruncateStmt) else "deletes rows of ") + ", ".join(map(rel_name, rels))
+        if b.is_new(OT.OBJECT_TABLE, [_key(r) for r in rels]):
+            return one(Category.ADDITIVE, f"{what}, new in this deploy")
+        return one(Category.DESTRUCTIVE, what, loses=True)
     if isinstance(n, ast.UpdateStmt):
         return one(Category.REVIEW, f"updates rows of {rel_name(n.relation)} (locks them; an inverse does not undo it)")
     if isinstance(n, ast.InsertStmt):
         return one(Category.ADDITIVE, f"inserts rows into {rel_name(n.relation)}")
     if isinstance(n, ast.AlterEnumStmt):
+        if n.oldVal and b.is_new(OT.OBJECT_TYPE, _names(n.typeName)):
+            return one(Category.ADDITIVE, f"renames enum value {n.oldVal!r} of a type new in this deploy")
         if n.oldVal:
             return one(Category.DESTRUCTIVE, f"renames enum value {n.oldVal!r}: rows and code using it break")
         return one(Category.ADDITIVE, f"adds enum value {n.newVal!r}")
@@ -220,7 +244,7 @@ def _index(n: Any, st: Statement, b: _Batch) -> tuple[Category, str]:
             return Category.REVIEW, (f"creates an index on {table} CONCURRENTLY, which cannot run inside the "
                                      "migration's transaction: give it a migration of its own")
         return Category.ADDITIVE, f"creates an index on {table} concurrently (no write lock)"
-    if _key(n.relation) in b.new_tables:
+    if b.is_new(OT.OBJECT_TABLE, [_key(n.relation)]):
         return Category.ADDITIVE, f"creates an index on {table}, a table new in this deploy"
     index = "a unique index" if n.unique else "an index"
     return Category.LOCKING, (f"creates {index} on existing table {table} without CONCURRENTLY: writes to it "
@@ -230,7 +254,7 @@ def _index(n: Any, st: Statement, b: _Batch) -> tuple[Category, str]:
 def _alter_table(n: Any, b: _Batch) -> list[tuple[Category, str]]:
     table = rel_name(n.relation)
     key = _key(n.relation)
-    new = key in b.new_tables
+    new = b.is_new(OT.OBJECT_TABLE, [key])
     out: list[tuple[Category, str]] = []
     for cmd in n.cmds or ():
         sub = AT(cmd.subtype)
@@ -309,8 +333,10 @@ def _add_constraint(c: Any, table: str) -> tuple[Category, str]:
     return Category.LOCKING, f"adds constraint {c.conname} to {table}: builds an index under a lock"
 
 
-def _rename(n: Any) -> tuple[Category, str]:
+def _rename(n: Any, b: _Batch) -> tuple[Category, str]:
     kind = OT(n.renameType)
+    if n.relation is not None and b.is_new(OT.OBJECT_TABLE, [_key(n.relation)]):
+        return Category.ADDITIVE, f"renames in {rel_name(n.relation)}, a table new in this deploy"
     if kind == OT.OBJECT_INDEX:
         return Category.ADDITIVE, f"renames index {rel_name(n.relation)} to {n.newname} (queries unaffected)"
     if kind == OT.OBJECT_TABCONSTRAINT:
@@ -320,26 +346,67 @@ def _rename(n: Any) -> tuple[Category, str]:
     return Category.DESTRUCTIVE, f"renames {what} to {n.newname}: code using the old name breaks"
 
 
-def _drop(n: Any, b: _Batch) -> tuple[Category, str]:
+def _drop(n: Any, b: _Batch) -> tuple[Category, str, bool]:
     kind = OT(n.removeType)
-    names = [".".join(_names(o)) if isinstance(o, tuple | list) else ".".join(_names(getattr(o, "names", (o,))))
-             for o in n.objects or ()]
+    names = [".".join(_names(_object_names(o))) for o in n.objects or ()]
     target = ", ".join(names)
+    label = _DROPPED_KIND.get(kind, kind.name.removeprefix("OBJECT_").lower())
+    if b.is_new(kind, names) or (b.fresh and n.missing_ok):
+        return Category.ADDITIVE, f"drops {label} {target}, new in this deploy (or never created)", False
     if kind == OT.OBJECT_INDEX:
         if n.concurrent:
-            return Category.ADDITIVE, f"drops index {target} concurrently"
-        return Category.LOCKING, f"drops index {target}: locks its table exclusively while it runs"
+            return Category.ADDITIVE, f"drops index {target} concurrently", False
+        return Category.LOCKING, f"drops index {target}: locks its table exclusively while it runs", False
+    cascade = n.behavior == enums.DropBehavior.DROP_CASCADE
     if kind == OT.OBJECT_TABLE:
-        if all(nm.rsplit(".", 1)[-1] in b.new_tables for nm in names):
-            return Category.ADDITIVE, f"drops table {target}, new in this deploy"
-        return Category.DESTRUCTIVE, f"drops table {target} and its data"
-    label = _DROPPED_KIND.get(kind, kind.name.removeprefix("OBJECT_").lower())
-    return Category.DESTRUCTIVE, f"drops {label} {target}"
+        return Category.DESTRUCTIVE, f"drops table {target} and its data", True
+    # A sequence holds its counter, a schema its tables; CASCADE drops columns using a type. A dropped type,
+    # function or view holds no stored value: the running code may break (destructive), no data goes.
+    loses = cascade or kind in (OT.OBJECT_SEQUENCE, OT.OBJECT_SCHEMA, OT.OBJECT_MATVIEW)
+    return Category.DESTRUCTIVE, f"drops {label} {target}" + (" CASCADE" if cascade else ""), loses
 
 
-def findings(migrations: Iterable[tuple[str, str]]) -> list[Finding]:
+def _object_names(o: Any) -> Any:
+    """The name parts of a dropped object: a list, a TypeName (names) or a function's ObjectWithArgs (objname)."""
+    if isinstance(o, tuple | list):
+        return o
+    return getattr(o, "objname", None) or getattr(o, "names", None) or (o,)
+
+
+def _remember(n: Any, b: _Batch) -> None:
+    """Objects a statement creates (a SERIAL column creates `<table>_<column>_seq`)."""
+    rel: Any = getattr(n, "relation", None)
+    if isinstance(n, ast.CreateStmt):
+        b.new_tables.add(_key(n.relation))
+        cols = [e for e in n.tableElts or () if isinstance(e, ast.ColumnDef)]
+        b.new_sequences.update(f"{rel.relname}_{c.colname}_seq" for c in cols if _serial(c))
+    elif isinstance(n, ast.AlterTableStmt) and n.objtype == OT.OBJECT_TABLE:
+        b.new_sequences.update(f"{rel.relname}_{c.def_.colname}_seq" for c in n.cmds or ()
+                               if c.subtype == AT.AT_AddColumn and _serial(c.def_))
+    elif isinstance(n, ast.CreateEnumStmt | ast.CompositeTypeStmt | ast.CreateDomainStmt):
+        typevar: Any = getattr(n, "typevar", None)
+        names = typevar.relname if typevar is not None else _names(getattr(n, "typeName", None)
+                                                                   or getattr(n, "domainname", None))[-1]
+        b.new_types.add(str(names))
+    elif isinstance(n, ast.CreateSeqStmt):
+        seq: Any = n.sequence
+        b.new_sequences.add(str(seq.relname))
+    elif isinstance(n, ast.CreateFunctionStmt):
+        b.new_functions.add(_names(n.funcname)[-1])
+
+
+def _serial(cd: Any) -> bool:
+    return cd.typeName is not None and _names(cd.typeName.names)[-1].lower() in _SERIAL
+
+
+def findings(migrations: Iterable[tuple[str, str]], *, fresh: bool = False) -> list[Finding]:
     """Findings of every statement (an INVALID finding for a migration.sql that does not parse)."""
-    return [c.finding() for c in classify(migrations)]
+    return [c.finding() for c in classify(migrations, fresh=fresh)]
+
+
+def loses_data(found: Iterable[Finding]) -> bool:
+    """A finding drops or rewrites stored values (the `loses_data` of its statement): no down script restores them."""
+    return any(f.detail.get("loses_data") is True for f in found)
 
 
 def is_destructive(found: Iterable[Finding]) -> bool:

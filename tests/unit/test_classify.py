@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from providers.migrators.classify import Category, classify, findings, is_destructive
+from providers.migrators.classify import Category, classify, findings, is_destructive, loses_data
 from providers.migrators.prisma.consistency import check_folder, check_pending, schema_provider
 from providers.migrators.prisma.inverse import compose, destroyed_by, grown, is_empty, not_undone
+from providers.migrators.prisma.preconditions import needs
+from providers.migrators.prisma.script import NotTransactional, transactional
 from providers.models import Severity
 
 M = "20250301000000_change"
@@ -242,3 +244,155 @@ async def test_judge_rules() -> None:
     verdict = await judge(additive, findings(additive), {M: down[M].split("\n")[0] + "\n"}, nothing)
     assert not verdict.loses_data and verdict.findings[-1].severity == Severity.INFO
     assert "drops column public.Task.note" in verdict.findings[-1].message
+
+
+# -- honest verdicts: "loses data" only where stored values are dropped or rewritten ------------------------------
+
+@pytest.mark.parametrize(("sql", "loses"), [
+    ('ALTER TABLE "Task" DROP COLUMN "done"', True),
+    ('ALTER TABLE "Task" ALTER COLUMN "title" SET DATA TYPE VARCHAR(20)', True),
+    ('DROP TABLE "Task"', True),
+    ('TRUNCATE "Task"', True),
+    ('DELETE FROM "Session"', True),
+    ('DROP SEQUENCE "Task_n_seq"', True),
+    ('DROP TYPE "Mood" CASCADE', True),
+    # destructive for the running code, but every stored value stays: the inverse can bring the schema back
+    ('ALTER TABLE "Task" DROP CONSTRAINT "Task_userId_fkey"', False),
+    ('ALTER TABLE "Task" ALTER COLUMN "title" SET NOT NULL', False),
+    ('ALTER TABLE "Task" RENAME COLUMN "done" TO "finished"', False),
+    ('DROP TYPE "Mood"', False),
+    ('DROP FUNCTION "f"', False),
+    ("ALTER TYPE \"Mood\" RENAME VALUE 'sad' TO 'blue'", False),
+    ("ALTER TYPE \"Mood\" ADD VALUE 'calm'", False),
+    ('DROP INDEX "Task_title_key"', False),
+    ('ALTER TABLE "Task" ADD COLUMN "n" INTEGER NOT NULL', False),
+])
+def test_loses_data_per_statement_kind(sql: str, loses: bool) -> None:
+    got = findings([(M, sql)])
+    assert loses_data(got) is loses, got[-1].message
+
+
+def test_a_foreign_key_swap_loses_nothing() -> None:
+    swap = ('ALTER TABLE "Task" DROP CONSTRAINT "Task_userId_fkey";\n'
+            'ALTER TABLE "Task" ADD CONSTRAINT "Task_userId_fkey" FOREIGN KEY ("userId") REFERENCES "User"("id") '
+            "ON DELETE CASCADE ON UPDATE CASCADE;\n")
+    got = findings([(M, swap)])
+    assert is_destructive(got) and not loses_data(got)
+
+
+# -- the new-object exemption --------------------------------------------------------------------------------
+
+CREATED = ('CREATE TYPE "Mood" AS ENUM (\'a\');\nCREATE TABLE "Log" ("id" SERIAL NOT NULL, "m" "Mood");\n'
+           'CREATE SEQUENCE "counter";\nCREATE FUNCTION "f"() RETURNS int AS \'select 1\' LANGUAGE sql;\n')
+
+
+@pytest.mark.parametrize("sql", [
+    'DELETE FROM "Log"', 'TRUNCATE "Log"', 'DROP SEQUENCE "counter"', 'DROP SEQUENCE "Log_id_seq"',
+    'DROP TYPE "Mood"', 'DROP FUNCTION IF EXISTS "f"', 'DROP FUNCTION "f"()', 'ALTER TABLE "Log" RENAME TO "Journal"',
+    "ALTER TYPE \"Mood\" RENAME VALUE 'a' TO 'b'",
+])
+def test_statements_on_objects_created_earlier_in_the_deploy_are_not_destructive(sql: str) -> None:
+    category, reason = one(sql, before=CREATED)
+    assert category == Category.ADDITIVE, reason
+    assert one(sql)[0] == Category.DESTRUCTIVE  # the same on an object that existed before
+
+
+def test_on_an_empty_database_nothing_existed_before() -> None:
+    drops = 'DROP FUNCTION IF EXISTS "legacy"();\nDELETE FROM "Seeded";\nDROP TABLE "Old";\n'
+    assert not is_destructive(findings([(M, drops)], fresh=True))
+    assert is_destructive(findings([(M, drops)]))
+
+
+# -- inverse scripts: one transaction, the preconditions they depend on ----------------------------------------
+
+ENUM_DOWN = """-- AlterEnum
+BEGIN;
+CREATE TYPE "public"."Mood_new" AS ENUM ('calm', 'busy');
+ALTER TABLE "public"."Task" ALTER COLUMN "mood" DROP DEFAULT;
+ALTER TABLE "public"."Task" ALTER COLUMN "mood" TYPE "public"."Mood_new" USING ("mood"::text::"public"."Mood_new");
+ALTER TYPE "public"."Mood" RENAME TO "Mood_old";
+ALTER TYPE "public"."Mood_new" RENAME TO "Mood";
+DROP TYPE "public"."Mood_old";
+ALTER TABLE "public"."Task" ALTER COLUMN "mood" SET DEFAULT 'calm';
+COMMIT;
+"""
+
+
+def test_prismas_begin_and_commit_are_removed_and_what_breaks_one_transaction_refused() -> None:
+    out = transactional(ENUM_DOWN + 'DO $$ BEGIN\n  PERFORM 1; END $$;\n')
+    assert "BEGIN;" not in out.replace("DO $$ BEGIN", "") and "COMMIT" not in out
+    assert 'CREATE TYPE "public"."Mood_new"' in out and "DO $$ BEGIN\n  PERFORM 1; END $$" in out
+    for sql in ("ROLLBACK;", "SAVEPOINT s;", 'CREATE INDEX CONCURRENTLY "i" ON "T"("a");', "VACUUM;"):
+        with pytest.raises(NotTransactional, match="line 1"):
+            transactional(sql)
+
+
+def test_an_enum_recreation_converts_no_value_it_is_a_precondition() -> None:
+    assert destroyed_by(ENUM_DOWN) == ([], [])
+    [p] = needs(ENUM_DOWN)
+    assert (p.kind, p.table, p.columns, p.values) == ("enum", "Task", ("mood",), ("calm", "busy"))
+    assert p.label == "every public.Task.mood value is one of 'calm', 'busy' (enum Mood_new recreated)"
+
+
+def test_preconditions_per_inverse_statement_kind() -> None:
+    down = ('CREATE UNIQUE INDEX "Task_title_key" ON "public"."Task"("title" ASC);\n'
+            'ALTER TABLE "public"."Task" ALTER COLUMN "note" SET NOT NULL;\n'
+            'ALTER TABLE "public"."Task" ADD COLUMN "owner" TEXT NOT NULL;\n'
+            'ALTER TABLE "public"."Task" ADD CONSTRAINT "Task_userId_fkey" FOREIGN KEY ("userId") '
+            'REFERENCES "public"."User"("id") ON DELETE RESTRICT ON UPDATE CASCADE;\n'
+            'CREATE TABLE "public"."New" ("id" INT);\nCREATE UNIQUE INDEX "New_id_key" ON "public"."New"("id");\n'
+            'ALTER TABLE "public"."Task" ADD COLUMN "extra" TEXT;\n')
+    assert [(p.kind, p.columns) for p in needs(down)] == [
+        ("unique", ("title",)), ("not_null", ("note",)), ("empty", ()), ("foreign_key", ("userId",))]
+    assert needs(down)[3].label == "every (userId) of public.Task exists in User (foreign key Task_userId_fkey)"
+
+
+async def test_judge_keeps_the_inverse_of_an_fk_swap_and_an_added_enum_value_and_names_preconditions() -> None:
+    from providers.migrators.prisma.inverse import judge
+
+    async def rows(sql: str | None) -> dict[str, int]:
+        return {"public.Task.mood": 5}  # what a naive footprint of the enum conversion would count
+
+    forward = [(M, "ALTER TYPE \"Mood\" ADD VALUE 'urgent';\n"),
+               ("20250302000000_fk", 'ALTER TABLE "Task" DROP CONSTRAINT "Task_userId_fkey";\n')]
+    steps = {M: ENUM_DOWN, "20250302000000_fk": 'ALTER TABLE "public"."Task" ADD CONSTRAINT "Task_userId_fkey" '
+             'FOREIGN KEY ("userId") REFERENCES "public"."User"("id");\n'}
+    verdict = await judge(forward, findings(forward), steps, rows)
+    assert not verdict.loses_data and verdict.steps == steps
+    assert verdict.preconditions == [
+        "every (userId) of public.Task exists in User (foreign key Task_userId_fkey)",
+        "every public.Task.mood value is one of 'calm', 'busy' (enum Mood_new recreated)"]
+    assert "it depends on: every (userId)" in verdict.findings[-1].message
+    assert verdict.findings[-1].detail["preconditions"] == verdict.preconditions
+    # an inverse that cannot run in one transaction is no inverse
+    verdict = await judge(forward[:1], findings(forward[:1]), {M: 'DROP INDEX CONCURRENTLY "i";\n'}, rows)
+    assert verdict.steps == {} and "cannot run in one transaction" in verdict.findings[-1].message
+
+
+# -- any Prisma project: what the schema asks of the offline toolkit -----------------------------------------
+
+VERCEL_SCHEMA = """generator client {
+  provider = "prisma-client-js"
+}
+
+datasource db {
+  provider          = "postgresql"
+  url               = env("POSTGRES_PRISMA_URL") // pooled
+  directUrl         = env("POSTGRES_URL_NON_POOLING")
+  shadowDatabaseUrl = env("SHADOW_URL")
+}
+"""
+
+
+def test_the_schema_says_what_to_set(tmp_path: Path) -> None:
+    from providers.migrators.prisma import schema_file
+
+    schema = tmp_path / "schema.prisma"
+    schema.write_text(VERCEL_SCHEMA)
+    assert schema_file.filled_with_database_url(schema) == ["POSTGRES_PRISMA_URL", "POSTGRES_URL_NON_POOLING"]
+    got = schema_file.findings(schema, {})
+    assert [(f.detail["rule"], f.severity, f.location) for f in got] == [
+        ("engine-type", Severity.HIGH, "schema.prisma:1"), ("env", Severity.HIGH, "schema.prisma:5")]
+    assert 'engineType = "client"' in got[0].message and "set SHADOW_URL" in got[1].message
+    schema.write_text(VERCEL_SCHEMA.replace('"prisma-client-js"', '"prisma-client-js"\n  engineType = "client"'))
+    assert schema_file.findings(schema, {"SHADOW_URL": "postgresql://x"}) == []

@@ -21,6 +21,16 @@ _QUERY = """
 SELECT migration_name, checksum, started_at, finished_at, rolled_back_at, logs
 FROM "_prisma_migrations" ORDER BY started_at, migration_name
 """
+_EMPTY_SQL = """
+SELECT NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relname <> '_prisma_migrations'
+                   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%')
+   AND NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                   WHERE t.typtype IN ('e', 'd') AND n.nspname NOT IN ('pg_catalog', 'information_schema'))
+   AND NOT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+                   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e'))
+"""
 _TRANSIENT_PG = (
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
@@ -103,6 +113,11 @@ class MigrationsTable:
             )
             for r in records
         ]
+
+    async def database_is_empty(self) -> bool:
+        """No table, sequence, view, user type or function outside the system schemas (but this table)."""
+        async with self.connection("database contents") as conn:
+            return await conn.fetchval(_EMPTY_SQL) is True
 
     def _describe(self, exc: BaseException) -> str:
         detail = self._scrub(str(exc)) or type(exc).__name__

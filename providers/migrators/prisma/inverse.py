@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pglast import ast, enums, parse_sql
 from pglast.parser import ParseError
@@ -21,15 +21,18 @@ from providers.migrators.classify import (
     SqlParseError,
     classify,
     is_constant,
-    is_destructive,
+    loses_data,
     rel_name,
     split_statements,
 )
 from providers.migrators.prisma.consistency import LOCK_FILE
+from providers.migrators.prisma.preconditions import needs, quote_ident
+from providers.migrators.prisma.script import NotTransactional, transactional
 from providers.models import Finding, Severity
 
-if TYPE_CHECKING:
-    from providers.migrators.prisma.migrator import PrismaMigrator
+# Runs `prisma migrate diff --from-migrations A --to-migrations B --script` and returns the script (the migrator
+# supplies it: this module never calls back into the migrator). Raises ShadowApplyFailed on Prisma's P3006.
+DiffRunner = Callable[[Path, Path], Awaitable[str]]
 
 AT = enums.AlterTableType
 OT = enums.ObjectType
@@ -76,6 +79,8 @@ def destroyed_by(down_sql: str) -> tuple[list[DestroyedObject], list[str]]:
         statements = split_statements("inverse", down_sql)
     except SqlParseError as exc:  # never from Prisma; counted as unmeasurable, so the rollback stays code-only
         return [], [f"the inverse does not parse: {exc}"]
+    recreated = {_last_name(getattr(st.node, "typeName", None)) for st in statements
+                 if isinstance(st.node, ast.CreateEnumStmt)}
     for st in statements:
         n = st.node
         if isinstance(n, ast.DropStmt) and n.removeType == OT.OBJECT_TABLE:
@@ -86,6 +91,8 @@ def destroyed_by(down_sql: str) -> tuple[list[DestroyedObject], list[str]]:
             unknown.append(f"line {st.line}: {st.text[:120]}")
         elif isinstance(n, ast.AlterTableStmt) and n.objtype == OT.OBJECT_TABLE:
             for cmd in n.cmds or ():
+                if cmd.subtype == AT.AT_AlterColumnType and _to_enum(cmd, recreated):
+                    continue  # an enum recreated with text casts: values kept (a precondition, not a loss)
                 if cmd.subtype in (AT.AT_DropColumn, AT.AT_AlterColumnType):
                     how = "drops column" if cmd.subtype == AT.AT_DropColumn else "converts column"
                     targets.append(DestroyedObject(*_table(n.relation), cmd.name, how))
@@ -94,6 +101,15 @@ def destroyed_by(down_sql: str) -> tuple[list[DestroyedObject], list[str]]:
         elif isinstance(n, ast.DeleteStmt):
             targets.append(DestroyedObject(*_table(n.relation), None, "deletes rows of"))
     return targets, unknown
+
+
+def _last_name(names: Any) -> str:
+    return str(getattr(names[-1], "sval", "")) if names else ""
+
+
+def _to_enum(cmd: Any, recreated: set[str]) -> bool:
+    type_name = cmd.def_.typeName if cmd.def_ is not None else None
+    return type_name is not None and str(getattr(type_name.names[-1], "sval", "")) in recreated
 
 
 def _table(rv: Any) -> tuple[str | None, str]:
@@ -151,11 +167,6 @@ def _undone(c: Classified, new_tables: set[str]) -> tuple[str, bool]:
             if cmd.subtype == AT.AT_AddConstraint and cmd.def_ is not None and cmd.def_.contype == CT.CONSTR_CHECK:
                 return f"CHECK constraint {cmd.def_.conname} on {rel_name(n.relation)}", True
     return "", False
-
-
-def quote_ident(name: str) -> str:
-    """A PostgreSQL identifier, double-quoted (embedded quotes doubled)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _qualified(t: DestroyedObject) -> str:
@@ -216,6 +227,7 @@ class Judged:
     findings: list[Finding] = field(default_factory=list)
     steps: dict[str, str] = field(default_factory=dict)
     loses_data: bool = False
+    preconditions: list[str] = field(default_factory=list)  # what the data must satisfy for the inverse to succeed
 
 
 async def judge(
@@ -225,23 +237,33 @@ async def judge(
     """Decide what a rollback may do with the inverse `steps` of the `forward` migrations (before applying them).
 
     - A forward statement Prisma's diff cannot undo and whose re-apply would fail: no inverse (code-only rollback).
-    - `loses_data` when a forward statement is destructive (the data it drops cannot come back from any down
-      script), when the down script drops something it cannot measure (a schema), or when the down script would
-      destroy data that exists already, before this deploy (measured now with `measure`).
+    - No inverse either when it holds a statement that cannot run inside the revert's one transaction.
+    - `loses_data` only when data really goes: a forward statement drops or rewrites stored values (a dropped
+      table or column, a type change, TRUNCATE, DELETE ...: no down script brings them back), the down script drops
+      what cannot be measured (a schema), or it would destroy data that exists already, before this deploy
+      (measured now with `measure`). Dropped constraints and indexes, SET/DROP NOT NULL, added enum values and
+      enum recreations keep every value: their inverse is kept, with the preconditions it depends on (listed in
+      the finding and in `preconditions`), which the rollback checks on the data of that moment.
     - Otherwise the inverse is kept; at rollback time the footprint is measured again and compared with the one
       recorded right after applying, so that data the new release wrote keeps the migration applied.
     """
     notes, breaks = not_undone(forward)
     out = Judged(findings=list(notes), steps=dict(steps))
     where = ", ".join(m for m, _ in forward)
+    script = compose(steps, [m for m, _ in forward])
+    try:
+        transactional(script)
+    except NotTransactional as exc:
+        breaks, why = True, f"its inverse cannot run in one transaction ({exc})"
+    else:
+        why = "it creates objects the inverse cannot remove"
     if breaks:
         out.steps = {}
-        out.findings.append(_inverse_finding(f"no inverse for {where}: it creates objects the inverse cannot remove;"
-                                             " a rollback reverts the code only", Severity.MEDIUM))
+        out.findings.append(_inverse_finding(f"no inverse for {where}: {why}; a rollback reverts the code only",
+                                             Severity.MEDIUM))
         return out
-    script = compose(steps, [m for m, _ in forward])
     reasons: list[str] = []
-    if is_destructive(found):
+    if loses_data(found):
         reasons.append("the migration destroys data that no down script brings back")
     targets, unknown = destroyed_by(script) if script.strip() else ([], [])
     if unknown:
@@ -249,6 +271,7 @@ async def judge(
     existing = {k: v for k, v in (await measure(script) if targets else {}).items() if v > 0}
     if existing:
         reasons.append("the inverse would destroy data that exists before this deploy: " + describe(existing))
+    out.preconditions = [p.label for p in needs(script)]
     if reasons:
         out.loses_data = True
         out.findings.append(_inverse_finding(
@@ -258,13 +281,19 @@ async def judge(
         out.findings.append(_inverse_finding(f"inverse of {where}: no schema change to undo", Severity.INFO))
     else:
         what = "; ".join(f"{t.how} {t.label}" for t in targets) or "schema objects only"
-        out.findings.append(_inverse_finding(f"inverse prepared for {where} ({what}); a rollback applies it unless "
-                                             "the new release wrote data there", Severity.INFO))
+        depends = ("; it depends on: " + "; ".join(out.preconditions) + " (checked, and the inverse proven on "
+                   "the data, before a rollback applies it)") if out.preconditions else ""
+        out.findings.append(_inverse_finding(
+            f"inverse prepared for {where} ({what}); a rollback applies it unless the new release wrote data there"
+            + depends, Severity.INFO, out.preconditions))
     return out
 
 
-def _inverse_finding(message: str, severity: Severity) -> Finding:
-    return Finding(message=f"inverse: {message}", severity=severity, detail={"category": "inverse"})
+def _inverse_finding(message: str, severity: Severity, preconditions: list[str] | None = None) -> Finding:
+    detail: dict[str, Any] = {"category": "inverse"}
+    if preconditions:
+        detail["preconditions"] = preconditions
+    return Finding(message=f"inverse: {message}", severity=severity, detail=detail)
 
 
 def grown(baseline: dict[str, int] | None, now: dict[str, int]) -> dict[str, int]:
@@ -290,38 +319,37 @@ class ShadowApplyFailed(PermanentError):
         super().__init__(f"{migration} fails on a shadow database: {output}", provider="prisma", resource="diff")
 
 
-async def inverse_steps(m: PrismaMigrator, checkout: Path, pending: list[str]) -> dict[str, str]:
-    """Per pending migration, its own down script: state k+1 -> state k, where state k = applied + pending[:k].
+def shadow_failure(output: str) -> ShadowApplyFailed | None:
+    """The ShadowApplyFailed a failed `migrate diff` output describes (Prisma P3006), if that is what it says."""
+    found = _SHADOW_FAILED_RE.search(output)
+    return ShadowApplyFailed(found.group(1), output[-3000:]) if found else None
 
-    The "to" side is built from the checkout minus what is pending, i.e. the database's state before this deploy
-    (empty on a first deploy: the inverse then drops everything the migrations created). Per-step scripts let a
-    rollback undo exactly the migrations that got applied when a later one failed. Each diff replays migrations
-    on two shadow databases (the role needs CREATEDB) and takes ~2 s; two run at a time.
 
-    Raises ShadowApplyFailed when a pending migration fails on the shadow database.
+async def inverse_steps(migrations: Path, base: list[str], pending: list[str], workdir: Path,
+                        diff: DiffRunner) -> dict[str, str]:
+    """Per pending migration, its own down script: state k+1 -> state k, where state k = base + pending[:k].
+
+    `migrations` is the checkout's folder, `base` the checkout's migrations that are not pending (in order), so the
+    "to" side is the database's state before this deploy (empty on a first deploy: the inverse then drops
+    everything the migrations created). Per-step scripts let a rollback undo exactly the migrations that got
+    applied when a later one failed. `diff(from_dir, to_dir)` runs Prisma; each diff replays migrations on two
+    shadow databases (the role needs CREATEDB) and takes ~2 s; two run at a time. Scratch folders go in `workdir`.
+
+    Raises ShadowApplyFailed (from `diff`) when a pending migration fails on the shadow database.
     """
-    migrations = m._paths(checkout)[1]
-    base = [name for name in m.local_migrations(checkout) if name not in pending]
-    await asyncio.to_thread(m.ctx.state_dir.mkdir, parents=True, exist_ok=True)
-    tmp = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="inverse-", dir=m.ctx.state_dir))
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+    tmp = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="inverse-", dir=workdir))
     try:
         states = [await asyncio.to_thread(_migrations_dir, tmp / f"state{k}", migrations, base + pending[:k])
                   for k in range(len(pending))]
         states.append(migrations)
         gate = asyncio.Semaphore(_PARALLEL)
 
-        async def diff(k: int) -> str:
+        async def one(k: int) -> str:
             async with gate:
-                cli = await m._cli(checkout, "migrate", "diff", "--from-migrations", str(states[k + 1]),
-                                   "--to-migrations", str(states[k]), "--script", split=True)
-            if cli.returncode != 0:
-                found = _SHADOW_FAILED_RE.search(cli.output)
-                if found:
-                    raise ShadowApplyFailed(found.group(1), cli.output[-3000:])
-                m._raise(cli, "migrate diff (inverse)")
-            return cli.stdout
+                return await diff(states[k + 1], states[k])
 
-        scripts = await asyncio.gather(*(diff(k) for k in range(len(pending))))
+        scripts = await asyncio.gather(*(one(k) for k in range(len(pending))))
     finally:
         await asyncio.to_thread(shutil.rmtree, tmp, ignore_errors=True)
     return {name: "" if is_empty(sql) else sql.strip() + "\n" for name, sql in zip(pending, scripts,

@@ -15,9 +15,11 @@ from urllib.parse import unquote, urlsplit
 from providers.errors import PermanentError, TransientError
 from providers.migrators import classify
 from providers.migrators.base import MigrationPlan, MigrationResult, MigrationStatus, MigratorContext
-from providers.migrators.prisma import consistency, inverse
+from providers.migrators.prisma import consistency, inverse, schema_file
 from providers.migrators.prisma.history import MigrationRow, MigrationsTable, summarize
-from providers.migrators.prisma.inverse import ShadowApplyFailed, inverse_steps
+from providers.migrators.prisma.inverse import ShadowApplyFailed
+from providers.migrators.prisma.revert import RevertFailed, revert_atomically, unmet
+from providers.migrators.prisma.script import NotTransactional, transactional
 from providers.models import Finding, Severity
 
 log = logging.getLogger(__name__)
@@ -113,11 +115,12 @@ class PrismaMigrator:
         all when a forward statement is one Prisma's diff cannot undo and a re-apply would then fail.
         """
         status = await self.status(checkout)
-        findings = await self.assess(checkout, status.pending)
+        fresh = not status.applied and status.pending and await self.table.database_is_empty()
+        findings = await self.assess(checkout, status.pending, fresh=bool(fresh))
         if not status.pending:
             return MigrationPlan(findings=findings)
         try:
-            steps = await inverse_steps(self, checkout, status.pending)
+            steps = await self._inverse_steps(checkout, status.pending)
         except ShadowApplyFailed as exc:  # it fails on an empty copy: it would fail here too, before any change
             invalid = Finding(message=f"invalid: {exc.migration} fails on a shadow database: {exc.output}",
                               severity=Severity.HIGH, location=f"{exc.migration}/migration.sql",
@@ -134,12 +137,13 @@ class PrismaMigrator:
             inverse_sql=inverse.compose(judged.steps, status.pending) if judged.steps else None,
             inverse_steps=judged.steps,
             inverse_loses_data=judged.loses_data,
+            inverse_preconditions=judged.preconditions,
         )
 
     async def readiness(self, checkout: Path, status: MigrationStatus) -> list[Finding]:
         """The migrations folder's consistency and each pending migration parsing (providers/migrators/consistency)."""
         schema, migrations = self._paths(checkout)
-        return [*consistency.check_folder(schema, migrations),
+        return [*consistency.check_folder(schema, migrations), *schema_file.findings(schema),
                 *consistency.check_pending(migrations, status.pending, status.applied)]
 
     async def inverse_footprint(self, inverse_sql: str | None) -> dict[str, int]:
@@ -169,11 +173,14 @@ class PrismaMigrator:
         return MigrationResult(applied=list(dict.fromkeys(new)), output=cli.output, duration_s=cli.duration_s)
 
     async def revert(self, checkout: Path, applied: list[str], inverse_sql: str | None) -> MigrationResult:
-        """Run `inverse_sql` and forget `applied` in `_prisma_migrations`, in one transaction (`db execute`).
+        """Run `inverse_sql` and forget `applied` in `_prisma_migrations`, in one transaction (asyncpg).
 
-        Afterwards `status` lists them pending again and a later `apply` re-applies them. Idempotent: when none
-        of them is recorded as applied any more, nothing runs. `MigrationResult.applied` lists the migrations
-        this call reverted.
+        Prisma's own BEGIN/COMMIT (enum recreation) are removed first, so nothing inside can commit part of the
+        revert; a script holding what cannot run in one transaction is refused before anything runs. When
+        PostgreSQL refuses a statement, the transaction is rolled back: the database is exactly as before and the
+        PermanentError says so. Afterwards `status` lists them pending again and a later `apply` re-applies
+        them. Idempotent: when none of them is recorded as applied any more, nothing runs.
+        `MigrationResult.applied` lists the migrations this call reverted.
         """
         if inverse_sql is None:
             raise PermanentError(
@@ -183,6 +190,11 @@ class PrismaMigrator:
         for name in applied:
             if not _is_migration_name(name):
                 raise PermanentError(f"not a migration name: {name[:80]!r}", provider=PROVIDER, resource="revert")
+        try:
+            script = transactional(inverse_sql)
+        except NotTransactional as exc:
+            raise PermanentError(f"revert refused, nothing changed: {exc}", provider=PROVIDER,
+                                 resource="revert") from None
         recorded = _applied_names(await self.table.rows())
         todo = [n for n in applied if n in recorded]
         if not todo:
@@ -193,40 +205,61 @@ class PrismaMigrator:
                 f"cannot revert {todo}: {missing} are not recorded as applied (partial state, check by hand)",
                 provider=PROVIDER, resource="revert",
             )
-        # Names are validated above (letters, digits, _ . -), so they are safe as SQL string literals. The lone
-        # ';' ends the inverse even when its last line is a comment (an empty statement is harmless).
-        names = ", ".join(f"'{n}'" for n in todo)
-        forget = f'DELETE FROM "_prisma_migrations" WHERE "migration_name" IN ({names});'  # noqa: S608
-        script = f"{inverse_sql.rstrip()}\n;\n{forget}\n"
-        schema = str(self._paths(checkout)[0])
-        cli = await self._cli(checkout, "db", "execute", "--stdin", "--schema", schema, stdin=script)
-        if cli.returncode != 0:
-            self._raise(cli, "revert (db execute)")
-        log.info("prisma reverted %s in %.2fs", todo, cli.duration_s)
-        return MigrationResult(applied=todo, output=cli.output, duration_s=cli.duration_s)
+        started = time.monotonic()
+        try:
+            async with self.table.connection("revert") as conn:
+                await revert_atomically(conn, script, todo)
+        except RevertFailed as exc:
+            raise PermanentError(
+                f"revert of {', '.join(todo)} failed: {self.scrub(str(exc))}. It ran in one transaction, which was "
+                f"rolled back: the database is as it was before the revert ({', '.join(todo)} stay applied)",
+                provider=PROVIDER, resource="revert",
+            ) from None
+        duration = time.monotonic() - started
+        log.info("prisma reverted %s in %.2fs", todo, duration)
+        return MigrationResult(applied=todo, output=f"reverted {', '.join(todo)} in one transaction",
+                               duration_s=duration)
+
+    async def inverse_preconditions(self, inverse_sql: str | None) -> list[str]:
+        """Why `inverse_sql` would fail on the database's data now ([] when it would succeed; [] without one).
+
+        Checks the preconditions a query can state, then proves the whole inverse in a transaction that is rolled
+        back (providers/migrators/prisma/revert.py `unmet`). Reasons are scrubbed of secrets.
+        """
+        if inverse_sql is None or inverse.is_empty(inverse_sql):
+            return []
+        async with self.table.connection("inverse preconditions") as conn:
+            return [self.scrub(r) for r in await unmet(conn, inverse_sql)]
 
     # -- findings and the inverse ---------------------------------------------------------------------------
 
-    async def assess(self, checkout: Path, pending: list[str]) -> list[Finding]:
-        """One finding per statement of `pending` (additive, locking, destructive ...), parsed with pglast."""
+    async def assess(self, checkout: Path, pending: list[str], *, fresh: bool = False) -> list[Finding]:
+        """One finding per statement of `pending` (additive, locking, destructive ...), parsed with pglast.
+
+        `fresh`: the database is empty, so every object the statements touch is created by them (not destructive).
+        """
         migrations = self._paths(checkout)[1]
         sources = [(m, (migrations / m / "migration.sql").read_text(errors="replace")) for m in pending
                    if (migrations / m / "migration.sql").is_file()]
-        return classify.findings(sources)
+        return classify.findings(sources, fresh=fresh)
 
-    async def prepare_inverse(
-        self, checkout: Path, previous_checkout: Path | None, pending: list[str]
-    ) -> str | None:
-        """The down script undoing `pending`, prepared before applying (None when nothing is pending).
+    async def _inverse_steps(self, checkout: Path, pending: list[str]) -> dict[str, str]:
+        """Per pending migration its down script (providers/migrators/prisma/inverse.py), Prisma run from here."""
+        migrations = self._paths(checkout)[1]
+        base = [name for name in self.local_migrations(checkout) if name not in pending]
 
-        `prisma migrate diff --from-migrations <checkout's migrations> --to-migrations <the same without pending>`:
-        the "to" side is the database's state before this deploy, built from the checkout rather than taken from
-        `previous_checkout` (the last good release), which would be wrong when the database keeps migrations of a
-        code-only rollback, and is absent on a first deploy (where the inverse drops what the migrations created).
-        """
-        if not pending:
-            return None
-        return inverse.compose(await inverse_steps(self, checkout, pending), pending)
+        async def diff(from_dir: Path, to_dir: Path) -> str:
+            cli = await self._cli(checkout, "migrate", "diff", "--from-migrations", str(from_dir),
+                                  "--to-migrations", str(to_dir), "--script", split=True)
+            if cli.returncode != 0:
+                shadow = inverse.shadow_failure(cli.output)
+                if shadow is not None:
+                    raise shadow
+                self._raise(cli, "migrate diff (inverse)")
+            return cli.stdout
+
+        return await inverse.inverse_steps(migrations, base, pending, self.ctx.state_dir, diff)
+
 
     # -- helpers --------------------------------------------------------------------------------------------
 
@@ -263,8 +296,12 @@ class PrismaMigrator:
     def _env(self, checkout: Path) -> dict[str, str]:
         schema, migrations = self._paths(checkout)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PRISMA_", "AEVON_PRISMA_"))}
+        url = self.ctx.database_url.get_secret_value()
+        # The datasource's url / directUrl env() names (POSTGRES_PRISMA_URL ...) are this database; other names the
+        # schema reads pass from the environment as they are (the readiness gate says which are missing).
+        env.update(dict.fromkeys(schema_file.filled_with_database_url(schema), url))
         env.update(
-            DATABASE_URL=self.ctx.database_url.get_secret_value(),
+            DATABASE_URL=url,
             AEVON_PRISMA_SCHEMA=str(schema),
             AEVON_PRISMA_MIGRATIONS=str(migrations),
             CHECKPOINT_DISABLE="1",
