@@ -5,7 +5,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 PREFECT_PORT ?= 4200
 PREFECT_DB ?= postgresql+asyncpg://postgres@127.0.0.1:5432/aevon_prefect
 
-.PHONY: setup python prisma postgres chromium wapiti prometheus registry test unit lint demo bench serve stop clean
+.PHONY: setup python prisma postgres chromium wapiti prometheus registry test unit lint demo bench chaos serve stop clean
 
 setup: python prisma postgres chromium wapiti prometheus registry
 
@@ -46,6 +46,9 @@ demo: setup
 
 bench: setup
 	$(PY) bench/run.py
+
+chaos: setup
+	$(PY) bench/chaos.py
 
 serve: setup
 	$(PY) -m flows.serve start --port $(PREFECT_PORT) --db $(PREFECT_DB)

@@ -48,8 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="what an environment runs now and its last run")
     s.add_argument("env")
 
-    u = sub.add_parser("unlock", help="free the environment lock held by a crashed run")
+    u = sub.add_parser("unlock", help="free the environment lock held by a crashed run (refused while it lives)")
     u.add_argument("env")
+    u.add_argument("--force", action="store_true", help="also when the holder looks alive: it is fenced off")
 
     a = sub.add_parser("approve", help="answer a deploy waiting at its approval gate (as in the Prefect UI)")
     a.add_argument("run_id", help="the paused flow run's id (shown in the Prefect UI and the deploy's log)")
@@ -165,10 +166,12 @@ async def _approve(args: argparse.Namespace) -> int:
 
 
 async def _unlock(args: argparse.Namespace) -> int:
-    from flows.locking import force_unlock
+    from flows.locking import unlock
 
-    freed = await force_unlock(args.env)
-    print(f"deploy-{args.env}: freed {freed} slot(s)")
+    done = await unlock(args.env, force=args.force, db_url=AevonSettings().state_db_url)
+    if done.warning:
+        print(done.warning, file=sys.stderr)
+    print(done.message)
     return 0
 
 

@@ -89,7 +89,7 @@ async def restore_flow(env: str, backup_id: str, spec_dir: str | None = None) ->
         if backup.conn.where != record.database:
             raise ConfigError(f"backup {backup_id} is of {record.database}, the environment's database is now "
                               f"{backup.conn.where}: not restoring across databases")
-        async with environment_lock(env, rt.settings.lock_lease_s, " (a database restore)"):
+        async with environment_lock(env, rt.settings.lock_lease_s, "database restore", db_url=rt.settings.state_db_url):
             problems = await backup.restore(record)
             await catalog.mark_restored(backup_id)
         return RestoreReport(env=env, backup_id=backup_id, database=record.database, ok=not problems,

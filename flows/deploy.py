@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -111,7 +110,7 @@ async def run_deploy(env: str, ref: str, allow_destructive: bool, spec_dir: str 
             check_ref(rt.spec, ref)
         ledger = await Ledger.connect(rt.settings.state_db_url)
         ACTIVE[env] = rt
-        async with environment_lock(env, rt.settings.lock_lease_s, _holder(ledger, env)):
+        async with environment_lock(env, rt.settings.lock_lease_s, "deploy", db_url=rt.settings.state_db_url):
             finished = True
             try:
                 await _compensate(rt, ledger, report)
@@ -146,17 +145,6 @@ async def _record(report: DeployReport, ledger: Ledger) -> None:
     report.finished_at = utcnow()
     if report.release_id:
         await ledger.finish_release(report.release_id, LEDGER_STATUS[report.outcome], report.model_dump(mode="json"))
-
-
-def _holder(ledger: Ledger, env: str) -> Callable[[], Awaitable[str]]:
-    async def describe() -> str:
-        runs = await ledger.unfinished(env)
-        if not runs:
-            return ""
-        r = runs[-1]
-        return f" (release {r.release_id}, {r.ref} @ {r.sha[:12]}, flow run {r.flow_run_id})"
-
-    return describe
 
 
 async def _finish(report: DeployReport) -> State[DeployReport]:

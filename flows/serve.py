@@ -16,23 +16,19 @@ POOL = "aevon-local"
 
 
 async def prepare(pool: str) -> list[str]:
-    """Create the process work pool and one global concurrency limit per environment (idempotent)."""
+    """Create the process work pool (idempotent); returns the environments (each locked by its ledger lease)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
 
     from deployments.loader import available_environments
-    from flows.locking import ensure_limit
 
     async with get_client() as client:
         try:
             await client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
         except ObjectAlreadyExists:
             pass
-    envs = available_environments()
-    for env in envs:
-        await ensure_limit(env)
-    return envs
+    return available_environments()
 
 
 def deploy_all(env: dict[str, str]) -> None:
