@@ -1,4 +1,4 @@
-"""Task defaults shared by every task: retry transient errors only, with backoff; no input hashing."""
+"""Task defaults: vendor-calling tasks never retry (their clients do); database tasks retry transient errors."""
 
 from __future__ import annotations
 
@@ -7,24 +7,34 @@ from typing import Any, TypeVar, cast
 from prefect.cache_policies import NONE
 from prefect.utilities.annotations import quote
 
+from providers.clients.retry import DATABASE_BUDGET, RetriesSpent
 from providers.errors import is_transient
 
 T = TypeVar("T")
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect retry condition: retry only when the task failed with a TransientError."""
-    return isinstance(state.data, BaseException) and is_transient(state.data)
+    """Prefect retry condition: retry a TransientError, unless a client's retry budget already gave up on it."""
+    exc = state.data
+    return isinstance(exc, BaseException) and is_transient(exc) and not isinstance(exc, RetriesSpent)
 
 
 # Tasks take provider objects (targets, ledgers) as inputs: never hash or persist them.
+# No task retries: vendor calls are retried once, inside their client (providers.clients.retry says why); a
+# task-level retry would re-run the whole step on top of that (up to 20 calls and minutes for one dead vendor).
 TASK_DEFAULTS: dict[str, Any] = {
-    "retries": 3,
-    "retry_delay_seconds": [1, 2, 4],
-    "retry_jitter_factor": 0.5,
-    "retry_condition_fn": retry_transient,
+    "retries": 0,
     "cache_policy": NONE,
     "persist_result": False,
+}
+
+# The database steps (Prisma CLI, pg_dump, asyncpg) have no client-side loop: their task is their one retry layer.
+DATABASE_TASK_DEFAULTS: dict[str, Any] = {
+    **TASK_DEFAULTS,
+    "retries": DATABASE_BUDGET.attempts - 1,
+    "retry_delay_seconds": DATABASE_BUDGET.delays(),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": retry_transient,
 }
 
 

@@ -12,16 +12,16 @@ from providers.migrators.base import MigrationPlan, MigrationResult, Migrator
 from providers.models import Release
 from providers.state.backups import BackupCatalog, new_backup_id
 from providers.state.ledger import DONE, UNDONE, Ledger
-from tasks.common import TASK_DEFAULTS
+from tasks.common import DATABASE_TASK_DEFAULTS
 
 
-@task(name="migration-plan", **TASK_DEFAULTS)
+@task(name="migration-plan", **DATABASE_TASK_DEFAULTS)
 async def plan_migrations(migrator: Migrator, checkout: Path, previous_checkout: Path | None) -> MigrationPlan:
     """Pending migrations, their findings and the prepared inverse; changes nothing."""
     return await migrator.plan(checkout, previous_checkout)
 
 
-@task(name="backup-database", **TASK_DEFAULTS)
+@task(name="backup-database", **DATABASE_TASK_DEFAULTS)
 async def backup_database(
     backup: PgBackup, catalog: BackupCatalog, release: Release, dest_dir: Path
 ) -> BackupRecord:
@@ -35,7 +35,7 @@ async def backup_database(
     return record
 
 
-@task(name="migrate", **TASK_DEFAULTS)
+@task(name="migrate", **DATABASE_TASK_DEFAULTS)
 async def apply_migrations(
     ledger: Ledger, release: Release, migrator: Migrator, checkout: Path, plan: MigrationPlan,
     backup_id: str | None = None,
@@ -64,7 +64,7 @@ async def apply_migrations(
     return result
 
 
-@task(name="revert-migrations", **TASK_DEFAULTS)
+@task(name="revert-migrations", **DATABASE_TASK_DEFAULTS)
 async def revert_migrations(
     ledger: Ledger, entry_id: int, migrator: Migrator, checkout: Path, applied: list[str], inverse_sql: str | None
 ) -> MigrationResult:

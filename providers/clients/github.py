@@ -13,6 +13,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from providers.clients.http import VendorClient, is_loopback_host, raise_for_vendor, retry_after_seconds
+from providers.clients.retry import VENDOR_BUDGET
 from providers.errors import ConfigError, PermanentError, TransientError
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -96,7 +97,10 @@ class _GitHubVendor(VendorClient):
     """VendorClient reading GitHub's own signals: rate limits (403/429) are transient, 404 is GitHubNotFound."""
 
     def __init__(self, client: httpx.AsyncClient, *, attempts: int, max_rate_wait_s: float) -> None:
-        super().__init__(client, provider="github", attempts=attempts, max_wait_s=max(max_rate_wait_s, 1.0))
+        # a rate-limit reset may be waited for once on top of the usual budget
+        budget = VENDOR_BUDGET.with_(total_s=VENDOR_BUDGET.total_s + max_rate_wait_s)
+        super().__init__(client, provider="github", budget=budget, attempts=attempts,
+                         max_wait_s=max(max_rate_wait_s, 1.0))
         self.max_rate_wait_s = max_rate_wait_s
 
     def translate(self, resp: httpx.Response, *, resource: str) -> None:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import random
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
+from providers.clients.retry import VENDOR_BUDGET, RetryBudget, call_with_budget
 from providers.errors import PermanentError, TransientError
 from providers.models import utcnow
 
@@ -72,11 +71,31 @@ def raise_for_vendor(resp: httpx.Response, *, provider: str, resource: str) -> N
     raise PermanentError(msg, provider=provider, resource=resource)
 
 
+def _path(url: str) -> str:
+    """The path of `url` for a message, or a placeholder when it does not parse (it may hold a secret)."""
+    try:
+        return httpx.URL(url).path
+    except (httpx.InvalidURL, UnicodeError, TypeError):
+        return "<malformed URL>"
+
+
+def _malformed(exc: BaseException) -> str:
+    if isinstance(exc, httpx.LocalProtocolError | UnicodeError):
+        return "a request header value is malformed"
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return "the URL's scheme is not http(s)"
+    return "the URL is malformed"
+
+
 class VendorClient:
     """An injected `httpx.AsyncClient` plus the vendor's name; `request` retries transient failures.
 
-    Retries: up to `attempts` tries, exponential backoff with jitter from `backoff_s`, never shorter than the
-    vendor's Retry-After and never longer than `max_wait_s` a wait. Only transient failures are retried.
+    This is the one retry layer of vendor HTTP calls (see providers.clients.retry for why): up to `budget.attempts`
+    tries with its backoff, never shorter than the vendor's Retry-After, never past its total time; only transient
+    failures are retried. `attempts`, `backoff_s` and `max_wait_s` override the budget's fields (a target's
+    settings); a client with `attempts=1` is the one non-idempotent creates go through.
+    Errors that would quote a request header or URL (httpx's invalid-header / invalid-URL messages, which may
+    hold a token) are replaced at this boundary by a PermanentError that quotes neither.
     """
 
     def __init__(
@@ -84,15 +103,18 @@ class VendorClient:
         client: httpx.AsyncClient,
         *,
         provider: str,
-        attempts: int = 5,
-        backoff_s: float = 0.5,
-        max_wait_s: float = 30.0,
+        budget: RetryBudget = VENDOR_BUDGET,
+        attempts: int | None = None,
+        backoff_s: float | None = None,
+        max_wait_s: float | None = None,
     ) -> None:
         self.client = client
         self.provider = provider
-        self.attempts = attempts
-        self.backoff_s = backoff_s
-        self.max_wait_s = max_wait_s
+        self.budget = budget.with_(attempts=attempts, backoff_s=backoff_s, max_wait_s=max_wait_s)
+
+    @property
+    def attempts(self) -> int:
+        return self.budget.attempts
 
     def translate(self, resp: httpx.Response, *, resource: str) -> None:
         """Raise the translated error for a failed `resp` (no-op on success).
@@ -101,6 +123,24 @@ class VendorClient:
         x-ratelimit-remaining 0 is transient; a registry's 401 challenge or 404 is an answer, not an error).
         """
         raise_for_vendor(resp, provider=self.provider, resource=resource)
+
+    async def _once(
+        self, method: str, url: str, resource: str, kw: dict[str, Any]
+    ) -> httpx.Response:
+        try:
+            resp = await self.client.request(method, url, **kw)
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            raise TransientError(
+                f"{type(exc).__name__} on {method} {_path(url)}", provider=self.provider, resource=resource
+            ) from None
+        except (httpx.LocalProtocolError, httpx.InvalidURL, httpx.UnsupportedProtocol, UnicodeError) as exc:
+            # Their text quotes the offending header value or URL (a token, a password): never let it through.
+            raise PermanentError(
+                f"{_malformed(exc)} on {method} {_path(url)} (a secret with a control or non-ASCII character, "
+                "or a malformed api_url?)", provider=self.provider, resource=resource,
+            ) from None
+        self.translate(resp, resource=resource)
+        return resp
 
     async def request(
         self,
@@ -114,28 +154,8 @@ class VendorClient:
         content: bytes | None = None,
     ) -> httpx.Response:
         """Send one request; return the successful response or raise a translated error."""
-        last: TransientError | None = None
-        for attempt in range(self.attempts):
-            try:
-                resp = await self.client.request(
-                    method, url, params=params, json=json, headers=headers, content=content
-                )
-                self.translate(resp, resource=resource)
-                return resp
-            except TransientError as exc:
-                last = exc
-            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                last = TransientError(
-                    f"{type(exc).__name__} on {method} {httpx.URL(url).path}", provider=self.provider, resource=resource
-                )
-            if attempt + 1 == self.attempts:
-                break
-            wait = self.backoff_s * (2**attempt) * (0.5 + random.random())
-            if last.retry_after is not None:
-                wait = max(wait, last.retry_after)
-            await asyncio.sleep(min(wait, self.max_wait_s))
-        assert last is not None
-        raise last
+        kw: dict[str, Any] = {"params": params, "json": json, "headers": headers, "content": content}
+        return await call_with_budget(self.budget, lambda: self._once(method, url, resource, kw))
 
     async def json(self, method: str, url: str, *, resource: str, **kw: Any) -> Any:
         """`request` and decode the JSON body."""

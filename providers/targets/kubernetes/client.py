@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from urllib3.util.retry import Retry
 
 from providers.errors import PermanentError, TransientError
 from providers.targets.kubernetes.api import Connection
@@ -30,6 +31,7 @@ def set_bearer_token(cfg: k8s.Configuration, token: str) -> None:
 def client_from_kubeconfig(path: str | None, context: str | None, token: str | None = None) -> k8s.ApiClient:
     """An ApiClient from a kubeconfig file (default: $KUBECONFIG / ~/.kube/config); `token` overrides its user."""
     cfg = k8s.Configuration()
+    cfg.retries = Retry(total=0)  # urllib3 would retry 3 times more under RetryingCaller: one retry layer only
     try:
         k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=path, context=context, client_configuration=cfg, persist_config=False
@@ -123,6 +125,7 @@ class GoogleTokenHook:
 def client_for_gke(cluster: GkeCluster, credentials: Any) -> k8s.ApiClient:
     """An ApiClient for the cluster's control plane: https://<endpoint>, its CA, a Google bearer token."""
     cfg = k8s.Configuration()
+    cfg.retries = Retry(total=0)  # urllib3 would retry 3 times more under RetryingCaller: one retry layer only
     cfg.host = f"https://{cluster.endpoint}"
     cfg.ca_cert_data = cluster.ca_pem
     cfg.verify_ssl = True

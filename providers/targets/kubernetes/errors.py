@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -12,6 +11,7 @@ import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
 from providers.clients.http import TRANSIENT_STATUS, parse_retry_after
+from providers.clients.retry import VENDOR_BUDGET, call_with_budget
 from providers.errors import AevonError, PermanentError, TransientError
 
 T = TypeVar("T")
@@ -99,33 +99,30 @@ def translate_google(exc: BaseException, *, provider: str, resource: str, op: st
 
 
 class RetryingCaller:
-    """Runs one blocking client call in a worker thread; retries transient failures with capped backoff.
+    """Runs one blocking client call in a worker thread; retries transient failures within a RetryBudget.
 
-    Retries live here, inside the target: up to `attempts` tries, exponential backoff with jitter from
-    `backoff_s`, never shorter than the server's Retry-After, never longer than `max_wait_s`. What is still
-    transient after that reaches the task, whose retry condition retries TransientError only.
+    The one retry layer of Kubernetes/GKE API calls (providers.clients.retry says why): `attempts`, `backoff_s`
+    and `max_wait_s` override VENDOR_BUDGET's fields; never shorter than the server's Retry-After. What is still
+    transient after that is raised as RetriesSpent, which no task retries again.
     """
 
     def __init__(
         self,
         provider: str,
         *,
-        attempts: int = 5,
-        backoff_s: float = 0.5,
-        max_wait_s: float = 30.0,
+        attempts: int | None = None,
+        backoff_s: float | None = None,
+        max_wait_s: float | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.provider = provider
-        self.attempts = attempts
-        self.backoff_s = backoff_s
-        self.max_wait_s = max_wait_s
+        self.budget = VENDOR_BUDGET.with_(attempts=attempts, backoff_s=backoff_s, max_wait_s=max_wait_s)
         self._sleep = sleep
 
     async def call(self, op: str, resource: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """`fn(*args, **kwargs)` in a thread; the result, or the translated error once retries are spent."""
-        last: TransientError | None = None
-        cause: BaseException | None = None
-        for attempt in range(self.attempts):
+
+        async def once() -> T:
             try:
                 return await asyncio.to_thread(fn, *args, **kwargs)
             except Exception as exc:
@@ -134,14 +131,6 @@ class RetryingCaller:
                 )
                 if err is None:
                     raise
-                if not isinstance(err, TransientError):
-                    raise err from exc
-                last, cause = err, exc
-            if attempt + 1 == self.attempts:
-                break
-            wait = self.backoff_s * (2**attempt) * (0.5 + random.random())
-            if last.retry_after is not None:
-                wait = max(wait, last.retry_after)
-            await self._sleep(min(wait, self.max_wait_s))
-        assert last is not None
-        raise last from cause
+                raise err from exc
+
+        return await call_with_budget(self.budget, once, sleep=self._sleep)

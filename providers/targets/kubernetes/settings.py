@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from providers.clients.retry import VENDOR_BUDGET
 from providers.errors import ConfigError
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -41,9 +42,12 @@ class KubeSettings(BaseModel):
     )
     poll_interval_s: float = Field(default=2.0, gt=0, le=60, description="wait_ready polling interval")
     request_timeout_s: float = Field(default=30.0, gt=0, le=600, description="timeout of one API call")
-    api_attempts: int = Field(default=5, ge=1, le=20, description="tries of one API call on transient errors")
-    api_backoff_s: float = Field(default=0.5, ge=0, le=60, description="first backoff between tries (doubles)")
-    api_max_wait_s: float = Field(default=30.0, ge=0, le=600, description="longest wait between tries")
+    api_attempts: int = Field(
+        default=VENDOR_BUDGET.attempts, ge=1, le=20, description="tries of one API call on transient errors")
+    api_backoff_s: float = Field(
+        default=VENDOR_BUDGET.backoff_s, ge=0, le=60, description="first backoff between tries (doubles)")
+    api_max_wait_s: float = Field(
+        default=VENDOR_BUDGET.max_wait_s, ge=0, le=600, description="longest wait between tries")
 
     @field_validator("namespace")
     @classmethod

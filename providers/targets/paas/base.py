@@ -14,6 +14,7 @@ import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from providers.clients.http import VendorClient
+from providers.clients.retry import VENDOR_BUDGET
 from providers.config import parse_settings
 from providers.errors import ConfigError, PermanentError, SecretMissing, TransientError
 from providers.models import DeployHandle, DeployResult, DeployStatus, Release, ServiceVersion, utcnow
@@ -41,9 +42,11 @@ class PaasSettings(BaseModel):
     api_url: str = Field(description="the vendor API's base URL (tests point it at a local fake)")
     poll_interval_s: float = Field(default=2.0, gt=0, le=300, description="wait between two status reads")
     request_timeout_s: float = Field(default=30.0, gt=0, le=600, description="timeout of one HTTP request")
-    attempts: int = Field(default=5, ge=1, le=20, description="tries of one call on transient failures")
-    backoff_s: float = Field(default=0.5, ge=0, le=60, description="first retry wait (doubles each try)")
-    max_wait_s: float = Field(default=30.0, gt=0, le=600, description="longest single retry wait")
+    attempts: int = Field(
+        default=VENDOR_BUDGET.attempts, ge=1, le=20, description="tries of one call on transient failures")
+    backoff_s: float = Field(
+        default=VENDOR_BUDGET.backoff_s, ge=0, le=60, description="first retry wait (doubles each try)")
+    max_wait_s: float = Field(default=VENDOR_BUDGET.max_wait_s, gt=0, le=600, description="longest single retry wait")
     history_limit: int = Field(default=20, ge=1, le=100, description="versions history() returns at most")
 
     @field_validator("api_url")
