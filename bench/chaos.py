@@ -49,7 +49,7 @@ async def run(only: list[str], rounds: int) -> int:
                     print(out.line(), flush=True)
                     for note in out.notes:
                         print(f"    {note}")
-                    bad += out.duplicates + out.half_done + out.leftovers
+                    bad += out.duplicates + out.half_done + out.leftovers + out.failures
                 print(f"result: {'0 duplicates, 0 half-done, 0 leftovers' if not bad else f'{bad} problems'}")
                 return 0 if not bad else 1
         finally:

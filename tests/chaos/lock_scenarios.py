@@ -43,6 +43,11 @@ class Outcome:
     leftovers: int = 0
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def failures(self) -> int:
+        """Runs that ended otherwise than the scenario expects (an exit code, a live lock freed)."""
+        return sum(n for k, n in self.outcomes.items() if "exit" in k or "FREED" in k)
+
     def line(self) -> str:
         outs = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))
         return (f"{self.name:34} runs {self.runs:3}  duplicates {self.duplicates}  half-done {self.half_done}  "
@@ -71,6 +76,13 @@ class World:
             async with get_client() as client:
                 run = await client.read_flow_run(uuid.UUID(flow_run_id))
         return run.state.type.value if run.state else "NONE"
+
+    async def running(self, count: int) -> None:
+        """Wait until `count` flow runs are Running (a holder's or a waiter's flow run has started)."""
+        with temporary_settings(updates={PREFECT_API_URL: self.api}):
+            async with get_client() as client:
+                while sum(1 for r in await client.read_flow_runs() if r.state and r.state.is_running()) < count:
+                    await asyncio.sleep(0.1)
 
     async def lock_held(self, env: str) -> bool:
         table = await LockTable.connect(SecretStr(self.ledger_url))
@@ -207,6 +219,7 @@ async def prefect_restart_mid_hold(w: World, rounds: int) -> Outcome:
         try:
             first_run = await held(first)
             second = w.holder(env, journal, "--lease", "3", "--hold", "0.2")
+            await asyncio.wait_for(w.running(2), HANG)  # the waiter's flow run started: it is waiting
             await w.restart_prefect()
             go.touch()
             rc1, rc2 = await ended(first), await ended(second)
