@@ -71,7 +71,7 @@ def findings(schema: Path, available: Mapping[str, str] | None = None) -> list[F
       Prisma looks for a native query engine, which it downloads (no network here);
     - each env() name the schema reads must have a value: url / directUrl of the datasource are filled with the
       environment's database URL; any other (shadowDatabaseUrl, a generator's output ...) must be set in the
-      deployer's environment (`available`, default the process environment, which `.env.<env>` feeds).
+      deployer's process environment (`available`, default os.environ), which Prisma inherits.
     """
     env = os.environ if available is None else available
     out: list[Finding] = []
@@ -91,7 +91,7 @@ def findings(schema: Path, available: Mapping[str, str] | None = None) -> list[F
             if not env.get(name):
                 out.append(Finding(
                     message=f"{schema.name}: {b.kind} {b.name} reads env(\"{name}\") for {prop}, which is not "
-                            f"set: set {name} in the deployer's environment or .env.<env> (Prisma refuses to "
-                            "run with it unset)",
+                            f"set: set {name} in the environment the deployer runs in (Prisma refuses to run "
+                            "with it unset)",
                     severity=Severity.HIGH, location=f"{schema.name}:{b.line}", detail={"rule": "env", "env": name}))
     return out
