@@ -181,7 +181,7 @@ async def test_suite_mode_runs_the_apps_command_with_base_url(v2: Serving, tmp_p
 
 def test_settings_errors_name_the_field(tmp_path: Path) -> None:
     settings = shipped_check("e2e")["settings"]
-    with pytest.raises(ConfigError, match=r"settings\.flows\.0\.steps\.1"):
+    with pytest.raises(ConfigError, match=r"^validation\.checks\[\d+\]\.settings\.flows\[0\]\.steps\[1\]: "):
         make_check(context(tmp_path, "e2e", {"flows": [{"name": "x", "steps": [{"goto": "/"}, {"hover": "#a"}]}]}))
     with pytest.raises(ConfigError, match="either flows or suite"):
         make_check(context(tmp_path, "e2e", {**settings, "suite": {"command": ["true"]}}))
