@@ -46,6 +46,8 @@ def needed_secrets(spec: EnvironmentSpec) -> dict[str, str]:
     for i, svc in enumerate(spec.services):
         for key, name in svc.secrets.items():
             out.setdefault(name, f"services[{i}].secrets.{key}")
+    if spec.records.github is not None:
+        out.setdefault(spec.records.github.token_secret, "records.github.token_secret")
     for section, checks in (("gates", spec.gates), ("validation.checks", spec.validation.checks)):
         for i, chk in enumerate(checks):
             for key, name in chk.secrets.items():

@@ -108,12 +108,60 @@ class RollbackSpec(_Strict):
     health_recheck: bool = Field(default=True, description="re-run health checks after rolling back")
 
 
+class ApproverSpec(_Strict):
+    """A person who may answer the approval gate, and the public keys their signed answers are checked with."""
+
+    name: str = Field(min_length=1, description="the name given with `--as` / in the Resume dialog")
+    public_key: str | None = Field(default=None, description="`ssh-ed25519 AAAA... [comment]`")
+    github_user: str | None = Field(default=None, description="also accept the keys GitHub publishes for this login")
+    aliases: list[str] = Field(
+        default_factory=list, description="other identities of this person (OS user, Prefect user): self-approval"
+    )
+
+
 class ApprovalSpec(_Strict):
-    """The production approval gate."""
+    """The production approval gate: signed answers from listed approvers (keys inline, from a file or GitHub)."""
 
     required: bool = False
-    approvers: list[str] = Field(default_factory=list)
+    approvers: list[ApproverSpec] = Field(default_factory=list)
+    allowed_signers: str | None = Field(
+        default=None, description="ssh allowed-signers file (relative to the spec): principals are approver names"
+    )
+    github_api_url: str = Field(default="https://api.github.com", description="where `github_user` keys are read")
     timeout_s: float = Field(default=3600, gt=0)
+
+    @field_validator("approvers", mode="before")
+    @classmethod
+    def _signed(cls, v: Any) -> Any:
+        for i, item in enumerate(v if isinstance(v, list) else []):
+            if isinstance(item, str):
+                raise ValueError(f"[{i}] {item!r}: approvals are signed; give {{name, public_key}} or "
+                                 "{name, github_user} (or list the name in allowed_signers)")
+        return v
+
+    @property
+    def names(self) -> list[str]:
+        """The approvers' names, in spec order."""
+        return [a.name for a in self.approvers]
+
+
+class GitHubRecordSpec(_Strict):
+    """GitHub as the system of record: a Deployment per run and environment, its statuses, a commit status."""
+
+    repository: str | None = Field(default=None, description="owner/name; default: from source.repo's GitHub URL")
+    token_secret: str = Field(default="GITHUB_TOKEN", description="secret: scopes repo_deployment + repo:status")
+    api_url: str = Field(default="https://api.github.com", description="GitHub Enterprise: https://HOST/api/v3")
+    environment: str | None = Field(default=None, description="GitHub environment name (default: the spec's)")
+    environment_url: str | None = Field(default=None, description="the environment's URL shown on GitHub")
+    required_contexts: list[str] = Field(default_factory=list, description="commit-status contexts GitHub checks")
+    production: bool | None = Field(default=None, description="production_environment (default: env is prod)")
+    commit_status: bool = Field(default=True, description="also set the commit status aevon-deploy/<env>")
+
+
+class RecordsSpec(_Strict):
+    """Where each run is recorded besides the ledger (off unless configured)."""
+
+    github: GitHubRecordSpec | None = None
 
 
 class EnvironmentSpec(_Strict):
@@ -130,6 +178,7 @@ class EnvironmentSpec(_Strict):
     rollback: RollbackSpec = Field(default_factory=RollbackSpec)
     approval: ApprovalSpec = Field(default_factory=ApprovalSpec)
     require_staging_pass: bool = Field(default=False, description="refuse a SHA that did not pass staging")
+    records: RecordsSpec = Field(default_factory=RecordsSpec)
 
     @field_validator("environment")
     @classmethod

@@ -1,9 +1,11 @@
-"""The production approval gate: the plan shown in the Prefect UI, a named approver's decision, or no change."""
+"""The production approval gate: the plan shown in the Prefect UI, a listed approver's signed decision, or no change."""
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import time
+from dataclasses import dataclass
 
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
@@ -14,7 +16,10 @@ from prefect.logging import get_run_logger
 from prefect.states import Running
 from pydantic import Field
 
+from flows.notify import emit_awaiting_approval, flow_run_url
 from flows.runtime import Runtime
+from providers.approval.keys import load_approvers
+from providers.approval.verify import Answer, judge
 from providers.errors import AevonError
 from providers.models import Release, ServiceVersion
 from providers.state.ledger import Ledger
@@ -27,6 +32,19 @@ class ApprovalInput(RunInput):
     approver: str = Field(default="", description="Your name, as listed in the environment's approval.approvers")
     reason: str = Field(default="", description="Why: recorded with the release in the ledger")
     allow_destructive: bool = Field(default=False, description="Also apply migrations classified destructive")
+    signature: str = Field(default="", description="Your SSH signature of this answer: the output of "
+                           "`aevon-deploy approve RUN_ID --as NAME --key KEY --reason ... --print-signature`")
+
+
+@dataclass(frozen=True)
+class SignedAnswer:
+    """An accepted answer: the decision, who (and with which key: SHA256 fingerprint), why."""
+
+    approve: bool
+    approver: str
+    reason: str
+    allow_destructive: bool
+    fingerprint: str | None
 
 
 SERVER_GRACE_S = 600  # the server's own pause timeout, past ours: it ends the run only if this process died
@@ -71,20 +89,54 @@ async def approval_summary(rt: Runtime, ledger: Ledger, release: Release, curren
         f"**Validated in staging:** release `{staged.release_id}` at {staged.finished_at:%Y-%m-%d %H:%M} UTC"
         if staged and staged.finished_at else "**Validated in staging:** no staging run validated this commit"
     )
-    approvers = ", ".join(rt.spec.approval.approvers) or "(none listed: nobody can approve)"
+    approvers = ", ".join(rt.spec.approval.names) or "(none listed: nobody can approve)"
     lines += ["", f"Approvers: {approvers}. Rejecting, or no answer within "
               f"{rt.spec.approval.timeout_s:.0f}s, ends the run with nothing changed."]
+    ctx = FlowRunContext.get()
+    run_id = str(ctx.flow_run.id) if ctx is not None and ctx.flow_run is not None else "RUN_ID"
+    lines += ["", "Answers are signed (SSH key listed for you in the spec); the person who started the run cannot "
+              "approve it. Sign in a terminal and paste the signature below, or answer from there:",
+              f"`aevon-deploy approve {run_id} --as NAME --key ~/.ssh/id_ed25519 --reason \"...\" [--reject] "
+              "--print-signature`"]
     return "\n".join(lines)
 
 
-async def wait_for_approval(rt: Runtime, description: str) -> ApprovalInput:
-    """Pause until a listed approver answers (approve or reject); anyone else is refused and the run keeps waiting.
+def run_starters() -> set[str]:
+    """Who started this flow run, as far as we can know (see docs/prefect-ui.md, "Who may approve").
+
+    The flow run's creator when the API recorded one (Prefect Cloud: the user who clicked Run); for a run started
+    in-process by `aevon-deploy deploy` (no deployment), the OS user running it. A deployment run on a Prefect
+    server without authentication has no recorded creator: then nobody is excluded and the signature is the rule.
+    """
+    ctx = FlowRunContext.get()
+    run = ctx.flow_run if ctx is not None else None
+    found: set[str] = set()
+    if run is not None and run.created_by is not None:
+        found.update(v for v in (run.created_by.display_value, str(run.created_by.id or "")) if v)
+    if run is None or run.deployment_id is None:
+        found.add(getpass.getuser())
+    return found
+
+
+async def wait_for_approval(rt: Runtime, description: str, release: Release | None = None) -> SignedAnswer:
+    """Pause until a listed approver answers with a valid signature; any other answer is refused and logged, and
+    the run keeps waiting (missing, malformed or forged signature, another run's or plan's, an unknown key,
+    a self-approval).
 
     Raises:
-        ApprovalRejected: when nobody answered before the timeout.
+        ApprovalRejected: when nobody answered acceptably before the timeout.
     """
     logger = get_run_logger()
-    allowed = set(rt.spec.approval.approvers)
+    approvers = await load_approvers(rt.spec.approval, rt.spec_file)
+    ctx = FlowRunContext.get()
+    run_id = str(ctx.flow_run.id) if ctx is not None and ctx.flow_run is not None else ""
+    starters = run_starters()
+    emit_awaiting_approval(rt.spec.environment, {
+        "env": rt.spec.environment, "ref": release.ref if release else None, "sha": release.sha if release else None,
+        "release_id": release.release_id if release else None, "flow_run_id": run_id,
+        "flow_run_url": flow_run_url(run_id), "approvers": ", ".join(sorted(approvers)) or "none",
+        "timeout_s": rt.spec.approval.timeout_s,
+        "approve_command": f"aevon-deploy approve {run_id} --as NAME --key KEY --reason TEXT [--reject]"})
     deadline = time.monotonic() + rt.spec.approval.timeout_s
     attempt = 0
     while True:
@@ -102,13 +154,11 @@ async def wait_for_approval(rt: Runtime, description: str) -> ApprovalInput:
             await _running_again()
             raise ApprovalRejected(f"no approval within {rt.spec.approval.timeout_s:.0f}s; nothing was changed") \
                 from exc
-        name = answer.approver.strip()
-        if name not in allowed:
-            logger.warning("answer from %r refused: not an approver of %s (approvers: %s); still waiting",
-                           name, rt.spec.environment, ", ".join(sorted(allowed)) or "none")
+        verdict = judge(Answer(answer.approve, answer.approver, answer.reason, answer.allow_destructive,
+                               answer.signature), approvers, run_id, description, starters)
+        if not verdict.accepted:
+            logger.warning("APPROVAL REFUSED (%s): %s; still waiting", verdict.refusal, verdict.message)
             continue
-        if not answer.reason.strip():
-            logger.warning("answer from %s refused: a reason is required; still waiting", name)
-            continue
-        logger.info("%s by %s: %s", "approved" if answer.approve else "rejected", name, answer.reason.strip())
-        return answer
+        logger.info("%s", verdict.message)
+        return SignedAnswer(answer.approve, answer.approver.strip(), answer.reason.strip(), answer.allow_destructive,
+                            verdict.fingerprint)

@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--reason", required=True, help="why (recorded in the release ledger)")
     a.add_argument("--reject", action="store_true", help="reject: the run ends with nothing changed")
     a.add_argument("--allow-destructive", action="store_true", help="also apply destructive migrations")
+    a.add_argument("--key", type=Path, help="your ssh-ed25519 private key (its public key is listed in the spec)")
+    a.add_argument("--print-signature", action="store_true", help="print the signature (for the UI) and stop")
+    a.add_argument("--print-message", action="store_true", help="print the message to sign with ssh-keygen -Y sign")
 
     db = sub.add_parser("db", help="database backups: list them, restore one (explicit, never automatic)")
     dbsub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
@@ -137,32 +140,13 @@ async def _history(args: argparse.Namespace, status_only: bool) -> int:
 
 
 async def _approve(args: argparse.Namespace) -> int:
-    from uuid import UUID
+    from flows.approve import ApproveRequest, approve_command
 
-    from prefect.client.orchestration import get_client
-    from prefect.flow_runs import aresume_flow_run
-
-    from deployments.loader import load_spec
-
-    try:
-        run_id = UUID(args.run_id)
-    except ValueError as exc:
-        raise ConfigError(f"not a flow run id: {args.run_id!r}", "RUN_ID") from exc
-    async with get_client() as client:
-        run = await client.read_flow_run(run_id)
-    if run.state is None or not run.state.is_paused():
-        raise ConfigError(f"flow run {run_id} is not waiting for approval (state: {run.state_name})")
-    env = str(run.parameters.get("env") or "prod")  # deploy_prod_flow (deploy-prod) has no `env` parameter
-    spec_dir = run.parameters.get("spec_dir") or args.spec_dir
-    approvers = load_spec(env, Path(spec_dir) if spec_dir else None).approval.approvers
-    if args.approver not in approvers:
-        listed = ", ".join(approvers) or "none"
-        raise ConfigError(f"{args.approver!r} is not an approver of {env} (approvers: {listed})", "--as")
-    decision = {"approve": not args.reject, "approver": args.approver, "reason": args.reason,
-                "allow_destructive": args.allow_destructive}
-    await aresume_flow_run(run_id, run_input=decision)
-    print(f"{'rejected' if args.reject else 'approved'} {env} run {run_id} as {args.approver}: {args.reason}")
-    return 0
+    return await approve_command(ApproveRequest(
+        run_id=args.run_id, approver=args.approver, reason=args.reason, reject=args.reject,
+        allow_destructive=args.allow_destructive, key=args.key, print_signature=args.print_signature,
+        print_message=args.print_message, spec_dir=args.spec_dir,
+    ))
 
 
 async def _unlock(args: argparse.Namespace) -> int:

@@ -19,6 +19,8 @@ from pydantic import Field
 
 from flows.approval import ApprovalRejected, approval_summary, wait_for_approval
 from flows.locking import environment_lock
+from flows.notify import emit_outcome
+from flows.records import github_finished, github_started
 from flows.report import ApprovalRecord, DeployOutcome, DeployReport, render_markdown
 from flows.rollback import ACTIVE, rollback_flow, undo_release
 from flows.runtime import Runtime, build_runtime
@@ -123,6 +125,7 @@ async def run_deploy(env: str, ref: str, allow_destructive: bool, spec_dir: str 
             finally:  # inside the lock: the next run must never see a finished run as unfinished
                 if finished:
                     await _record(report, ledger)
+                    await github_finished(rt, report)  # records.github: success / failure / inactive
     except AevonError as exc:
         _classify(report, exc)
     finally:
@@ -160,11 +163,7 @@ async def _finish(report: DeployReport) -> State[DeployReport]:
                     "findings": len(r.findings), **{k: v for k, v in list(r.metrics.items())[:8]}}
                    for r in results],
         )
-    emit_event(
-        event=EVENTS.get(report.outcome, "aevon.deploy.failed"),
-        resource={"prefect.resource.id": f"aevon.environment.{report.env}", "aevon.outcome": report.outcome.value},
-        payload={"ref": report.ref, "sha": report.sha, "release_id": report.release_id, "error": report.error},
-    )
+    emit_outcome(report)  # aevon.deploy.<outcome>: payload in flows/notify.py, automations in deployments/automations
     if report.outcome == DeployOutcome.SUCCEEDED:
         return Completed(data=report, message="deployed")
     return Failed(data=report, message=f"{report.outcome}: {report.error or ''}".strip(": "))
@@ -199,6 +198,7 @@ async def _run(
         if spec.require_staging_pass and await ledger.passed("staging", release.sha) is None:
             raise Refused(f"commit {release.short_sha} has not passed validation in staging")
     checkout = Path(str(release.checkout_dir))
+    await github_started(rt, report)  # records.github: the GitHub deployment, in_progress (never fails the run)
     await _gates(rt, report, release, checkout)
     if spec.approval.required:
         allow_destructive = await _approve(rt, ledger, report, release) or allow_destructive
@@ -251,7 +251,7 @@ async def _approve(rt: Runtime, ledger: Ledger, report: DeployReport, release: R
         t0 = time.monotonic()
         description = await approval_summary(rt, ledger, release, await _current(rt))
         try:
-            answer = await wait_for_approval(rt, description)
+            answer = await wait_for_approval(rt, description, release)
         except ApprovalRejected as exc:
             report.approval = ApprovalRecord(decision="timed out", waited_s=time.monotonic() - t0)
             st.outcome = "timed out"
@@ -259,9 +259,10 @@ async def _approve(rt: Runtime, ledger: Ledger, report: DeployReport, release: R
         decision = "approved" if answer.approve else "rejected"
         report.approval = ApprovalRecord(
             decision=decision, approver=answer.approver.strip(), reason=answer.reason.strip(),
-            allow_destructive=answer.allow_destructive, waited_s=time.monotonic() - t0,
+            allow_destructive=answer.allow_destructive, waited_s=time.monotonic() - t0, key=answer.fingerprint,
         )
-        await ledger.record_approval(release.release_id, f"{answer.approver.strip()}", f"{decision}: {answer.reason}")
+        await ledger.record_approval(release.release_id, answer.approver, f"{decision}: {answer.reason}",
+                                     answer.fingerprint)
         st.outcome, st.detail = decision, f"by {answer.approver.strip()}"
         if not answer.approve:
             raise Refused(f"rejected by {answer.approver.strip()}: {answer.reason.strip()}; nothing was changed")

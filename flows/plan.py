@@ -35,7 +35,7 @@ async def render_plan(rt: Runtime, ref: str | None) -> str:
             lines.append(f"     - {s.name} [{s.kind}]" + (f": {r.outcome} {r.summary}" if r else ""))
         n += 1
     if spec.approval.required:
-        lines.append(f"{n}. approval gate: {', '.join(spec.approval.approvers) or 'no approver listed'}"
+        lines.append(f"{n}. approval gate: {', '.join(spec.approval.names) or 'no approver listed'}"
                      f" (timeout {spec.approval.timeout_s:.0f}s)")
         n += 1
     if rt.migrator is not None and spec.database is not None:

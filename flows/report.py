@@ -52,6 +52,7 @@ class ApprovalRecord(BaseModel):
     reason: str | None = None
     allow_destructive: bool = False
     waited_s: float = 0.0
+    key: str | None = None  # SHA256 fingerprint of the SSH key that signed the answer
 
 
 class RollbackReport(BaseModel):
@@ -162,6 +163,7 @@ def render_markdown(r: DeployReport) -> str:
         a = r.approval
         lines += [f"### Approval: {a.decision}" + (f" by {a.approver}" if a.approver else ""), ""]
         lines += [f"- reason: {a.reason}"] if a.reason else []
+        lines += [f"- signed with key {a.key}"] if a.key else []
         extra = ", destructive migrations allowed" if a.allow_destructive else ""
         lines += [f"- waited {a.waited_s:.0f}s{extra}", ""]
     if r.migration_plan is not None:

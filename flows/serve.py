@@ -16,7 +16,8 @@ POOL = "aevon-local"
 
 
 async def prepare(pool: str) -> list[str]:
-    """Create the process work pool (idempotent); returns the environments (each locked by its ledger lease)."""
+    """Create the process work pool and the notification automations (deployments/automations/, sent to the
+    `aevon-notify` block: flows/notify.py), idempotently; returns the environments (each locked by its ledger lease)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
@@ -28,6 +29,9 @@ async def prepare(pool: str) -> list[str]:
             await client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
         except ObjectAlreadyExists:
             pass
+    from flows.notify import prepare_notifications
+
+    print(await prepare_notifications())
     return available_environments()
 
 

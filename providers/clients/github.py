@@ -167,6 +167,11 @@ class GitHubClient:
         url = self._url(path)
         return await self._vendor.json("GET", url, resource=resource, params=params, headers=self._headers())
 
+    async def post(self, path: str, body: Mapping[str, Any], *, resource: str) -> Any:
+        """POST a JSON body to `path` (relative to the API root) and decode the answer (not retried on 4xx)."""
+        url = self._url(path)
+        return await self._vendor.json("POST", url, resource=resource, json=dict(body), headers=self._headers())
+
     async def get_optional(self, path: str, *, resource: str) -> Any | None:
         """Like `get`, but None when GitHub answers 404."""
         try:

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS aevon_releases (
     report       jsonb NOT NULL DEFAULT '{}'::jsonb
 );
 CREATE INDEX IF NOT EXISTS aevon_releases_env_started ON aevon_releases (env, started_at DESC);
+ALTER TABLE aevon_releases ADD COLUMN IF NOT EXISTS approval_key text;
 CREATE TABLE IF NOT EXISTS aevon_journal (
     id           bigserial PRIMARY KEY,
     release_id   text NOT NULL REFERENCES aevon_releases(release_id),
@@ -63,6 +64,7 @@ class ReleaseRow(BaseModel):
     finished_at: datetime | None = None
     approver: str | None = None
     approval_reason: str | None = None
+    approval_key: str | None = None  # SHA256 fingerprint of the SSH key that signed the approval
     report: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -155,11 +157,11 @@ class Ledger:
                 release_id, status, json.dumps(report, default=str),
             )
 
-    async def record_approval(self, release_id: str, approver: str, reason: str) -> None:
+    async def record_approval(self, release_id: str, approver: str, reason: str, key: str | None = None) -> None:
         async with self._conn() as c:
             await c.execute(
-                "UPDATE aevon_releases SET approver=$2, approval_reason=$3 WHERE release_id=$1",
-                release_id, approver, reason,
+                "UPDATE aevon_releases SET approver=$2, approval_reason=$3, approval_key=$4 WHERE release_id=$1",
+                release_id, approver, reason, key,
             )
 
     async def unfinished(self, env: str) -> list[ReleaseRow]:

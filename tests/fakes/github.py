@@ -54,6 +54,7 @@ class GitHubFake(FakeServer):
         self._limit_status = 403
         self._secondary: list[float] = []
         self.headers_seen: list[dict[str, str]] = []
+        self.scopes: set[str] | None = None  # classic token scopes; None: not checked (fine-grained, all allowed)
         super().__init__()
 
     @property
@@ -137,6 +138,9 @@ class GitHubFake(FakeServer):
         self.route("GET", r"/dependabot/alerts", self._alerts)
         self.route("GET", r"/git/ref/(?P<ref>.+)", self._ref)
         self.route("GET", r"/git/tags/(?P<sha>[0-9a-f]{40})", self._tag)
+        from tests.fakes.github_deployments import register
+
+        register(self)  # deployments, deployment statuses, commit statuses
 
     # -- helpers -----------------------------------------------------------------------------------------------
     def _repo_of(self, req: Request) -> Repo | None:

@@ -47,6 +47,8 @@ class Repo:
     refs: dict[str, dict[str, Any]] = field(default_factory=dict)  # "tags/v1.0.0" -> {type, sha}
     tag_objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     dependabot_enabled: bool = True
+    deployments: list[dict[str, Any]] = field(default_factory=list)
+    deployment_statuses: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # id -> oldest first
 
     @property
     def api(self) -> str:
@@ -151,3 +153,13 @@ class Repo:
                                      "object": {"type": "commit", "sha": sha, "url": f"{self.api}/git/commits/{sha}"},
                                      "verification": {"verified": False, "reason": "unsigned"}}
         self.refs[f"tags/{name}"] = {"type": "tag", "sha": tag_sha}
+
+
+DEPLOYMENT_STATES = ("error", "failure", "inactive", "in_progress", "queued", "pending", "success")
+COMMIT_STATES = ("error", "failure", "pending", "success")
+
+
+def latest_state(repo: Repo, deployment_id: int) -> str | None:
+    """The state of a deployment's newest status (None: no status yet)."""
+    statuses = repo.deployment_statuses.get(deployment_id) or []
+    return statuses[-1]["state"] if statuses else None

@@ -17,6 +17,7 @@ import asyncpg
 
 from providers.targets.local.process import pid_alive, proc_start_time, terminate
 from providers.targets.local.target import local_services, stop_all
+from tests.approval_keys import make_key
 from tests.conftest import free_port
 from tests.contract.harness_local import _git, build_app_repo
 from tests.integration.envs import ROOT, write_spec
@@ -101,9 +102,18 @@ def environment_spec(repo: Path, port: int, *, prod: bool) -> dict[str, Any]:
     }
     if prod:
         spec["source"]["ref_pattern"] = r"v\d+\.\d+\.\d+"
-        spec["approval"] = {"required": True, "approvers": [APPROVER], "timeout_s": 600}
+        spec["approval"] = {"required": True, "timeout_s": 600,
+                            "approvers": [{"name": APPROVER, "public_key": approver_key(repo.parent)[1]}]}
         spec["require_staging_pass"] = True
     return spec
+
+
+def approver_key(tmp: Path) -> tuple[Path, str]:
+    """APPROVER's throwaway key pair (made once per stack, under its temporary folder): (private key, public line)."""
+    private = tmp / "keys" / "approver"
+    if private.exists():
+        return private, (tmp / "keys" / "approver.pub").read_text().strip()
+    return make_key(tmp / "keys", "approver")
 
 
 def build_repo(repo: Path) -> dict[str, str]:

@@ -11,7 +11,6 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 from typing import Any, ClassVar
 from uuid import UUID, uuid4
 
@@ -24,8 +23,9 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments.flow_runs import arun_deployment
 from prefect.exceptions import PrefectHTTPStatusError
 
+from providers.approval.signing import parse_public_key
 from tests.integration.envs import ROOT
-from tests.integration.prefect_ui_stack import APPROVER, Stack, start_stack, stop_stack
+from tests.integration.prefect_ui_stack import APPROVER, Stack, approver_key, start_stack, stop_stack
 from tests.pg import fetch
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 FINAL = ("Completed", "Failed", "Crashed", "Cancelled")
 RUN_TIMEOUT_MS = 240_000  # a bound on waiting for a flow run (worker start included), never asserted on
-AUTOMATION = ROOT / "deployments" / "automations" / "notify-rolled-back.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +146,11 @@ async def answer_in_ui(page: Page, stack: Stack, run_id: UUID, *, approve: bool,
         await expect(switch).to_be_checked()
     await dialog.get_by_role("textbox", name=re.compile(r"^Approver")).fill(APPROVER)
     await dialog.get_by_role("textbox", name=re.compile(r"^Reason")).fill(reason)
+    # the signature, as an approver makes it in a terminal: aevon-deploy approve ... --print-signature
+    signed = stack.cli("approve", str(run_id), "--as", APPROVER, "--key", str(approver_key(stack.tmp)[0]),
+                       "--reason", reason, *([] if approve else ["--reject"]), "--print-signature")
+    assert signed.returncode == 0, signed.stderr
+    await dialog.get_by_role("textbox", name=re.compile(r"^Signature")).fill(signed.stdout.strip())
     plan = await dialog.inner_text()
     await shot(page, shot_name)
     await dialog.get_by_role("button", name="Resume", exact=True).click()
@@ -234,6 +238,7 @@ async def test_staging_and_prod_approval_through_the_prefect_ui(stack: Stack) ->
         row = await ledger_row(stack, approved)
         assert (row["status"], row["approver"], row["approval_reason"], row["sha"]) == (
             "succeeded", APPROVER, "approved: staging green, CR-101", stack.shas["v1.0.0"])
+        assert row["approval_key"] == parse_public_key(approver_key(stack.tmp)[1]).fingerprint  # who signed
         first = await served(stack, "prod")
         assert first["version"] == "1.0.0" and first["release_id"] == row["release_id"]
         history = stack.cli("history", "prod")
@@ -263,7 +268,8 @@ async def test_staging_and_prod_approval_through_the_prefect_ui(stack: Stack) ->
     await wait_for_state(cli_run.id, StateType.PAUSED)
     refused = stack.cli("approve", str(cli_run.id), "--as", "mallory", "--reason", "trust me")
     assert refused.returncode == 3 and "'mallory' is not an approver of prod" in refused.stderr
-    answered = stack.cli("approve", str(cli_run.id), "--as", APPROVER, "--reason", "not this week", "--reject")
+    answered = stack.cli("approve", str(cli_run.id), "--as", APPROVER, "--key", str(approver_key(stack.tmp)[0]),
+                         "--reason", "not this week", "--reject")
     assert answered.returncode == 0, answered.stderr
     await wait_for_state(cli_run.id, StateType.FAILED)
     row = await ledger_row(stack, cli_run.id)
@@ -307,47 +313,69 @@ class _Hook(BaseHTTPRequestHandler):
         return
 
 
-async def test_rollback_automation_notifies(stack: Stack, tmp_path: Path) -> None:
-    """The automation of docs/prefect-ui.md: an `aevon.deploy.rolled-back` event sends a notification."""
-    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+async def _notified(api: str, event: Any, needle: str) -> str:
+    """Emit `event` until a notification containing `needle` arrives (the triggers service picks new automations up
+    on its own cycle); returns its text."""
     from prefect.events.clients import PrefectEventsClient
+
+    # Our own events client: emit_event()'s process-wide worker may already be bound to another test's server.
+    async with PrefectEventsClient(api_url=api) as events:
+        for _ in range(12):
+            await events.emit(event.model_copy(update={"id": uuid4()}))
+            for _ in range(20):
+                hits = [b.decode() for b in _Hook.received if needle in b.decode()]
+                if hits:
+                    return hits[0]
+                await asyncio.sleep(0.25)
+    raise AssertionError(f"no notification with {needle!r} within 60 s (got {len(_Hook.received)} others)")
+
+
+async def test_serve_creates_the_notifications(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make serve`'s prepare step makes the automations (idempotently), and each of our events notifies."""
     from prefect.events.schemas.events import Event
 
-    rolled_back = Event(
-        event="aevon.deploy.rolled-back",
-        resource={"prefect.resource.id": "aevon.environment.staging", "aevon.outcome": "rolled_back"},
-        payload={"ref": "v9.9.9", "sha": "abc123", "release_id": "staging-abc123-1",
-                 "error": "validation failed: api-health"},
-    )
+    from flows.notify import AUTOMATIONS_DIR, NOTIFY_URL_ENV, prepare_notifications
+
     server = HTTPServer(("127.0.0.1", 0), _Hook)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     try:
-        block = CustomWebhookNotificationBlock(
-            name="aevon-rollbacks", url=f"http://127.0.0.1:{server.server_port}/hook",
-            json_data={"text": "{{subject}}\n{{body}}"}, allow_private_urls=True,
-        )
-        block_id = await block.asave("aevon-rollbacks", overwrite=True)
-        automation = yaml.safe_load(AUTOMATION.read_text())
-        automation["actions"][0]["block_document_id"] = str(block_id)
-        path = tmp_path / "automation.yaml"
-        path.write_text(yaml.safe_dump(automation))
-        created = subprocess.run([sys.executable, "-m", "prefect", "automation", "create", "--from-file", str(path)],
-                                 capture_output=True, text=True, env={**os.environ, **stack.env}, timeout=120)
-        assert created.returncode == 0, created.stdout + created.stderr
-        # Our own events client: emit_event()'s process-wide worker may already be bound to another test's server.
-        async with PrefectEventsClient(api_url=stack.api) as events:
-            for _ in range(12):  # the triggers service picks a new automation up on its own cycle: emit until heard
-                await events.emit(rolled_back.model_copy(update={"id": uuid4()}))
-                for _ in range(20):
-                    if _Hook.received:
-                        break
-                    await asyncio.sleep(0.25)
-                if _Hook.received:
-                    break
-        assert _Hook.received, "no notification within 60 s"
-        text = _Hook.received[0].decode()
+        monkeypatch.delenv(NOTIFY_URL_ENV, raising=False)
+        assert (await prepare_notifications()).startswith("notifications: off")  # no URL, no block: nothing made
+        async with get_client() as client:
+            assert not await client.read_automations()
+        monkeypatch.setenv(NOTIFY_URL_ENV, f"http://127.0.0.1:{server.server_port}/hook")
+        await prepare_notifications()
+        said = await prepare_notifications()  # twice: still one automation per file
+        assert said == "notifications: 4 automations to block aevon-notify"
+        async with get_client() as client:
+            made = await client.read_automations()
+        names = sorted(a.name for a in made)
+        shipped = sorted(yaml.safe_load(p.read_text())["name"] for p in AUTOMATIONS_DIR.glob("*.yaml"))
+        assert names == shipped and len(names) == 4
+        assert all(a.enabled and a.actions[0].block_document_id is not None for a in made)  # type: ignore[union-attr]
+
+        base = {"env": "staging", "ref": "v9.9.9", "sha": "abc123", "release_id": "staging-abc123-1",
+                "flow_run_url": "http://127.0.0.1:4200/runs/flow-run/1"}
+        resource = {"prefect.resource.id": "aevon.environment.staging"}
+        # 1. rollback failed (first: it needs a person now), with what is left and the command to retry
+        text = await _notified(stack.api, Event(event="aevon.deploy.rollback-failed", resource=resource, payload={
+            **base, "error": "validation failed: api-health", "left": "api: FAILED (timeout)",
+            "rollback_command": "aevon-deploy rollback staging staging-abc123-1"}), "ROLLBACK FAILED")
+        assert "api: FAILED (timeout)" in text and "aevon-deploy rollback staging staging-abc123-1" in text
+        # 2. rolled back (the text of the automation docs/prefect-ui.md always showed)
+        text = await _notified(stack.api, Event(event="aevon.deploy.rolled-back", resource={
+            **resource, "aevon.outcome": "rolled_back"}, payload={**base, "error": "validation failed: api-health"}),
+            "rolled back")
         assert "aevon.environment.staging rolled back" in text and "v9.9.9" in text and "api-health" in text
+        # 3. refused, 4. waiting for approval
+        text = await _notified(stack.api, Event(event="aevon.deploy.refused", resource=resource, payload={
+            **base, "error": "gates failed: ci: 2 checks red"}), "refused")
+        assert "gates failed: ci: 2 checks red" in text
+        text = await _notified(stack.api, Event(event="aevon.deploy.awaiting-approval", resource=resource, payload={
+            **base, "approvers": "ana.lead, ops.oncall", "timeout_s": 3600,
+            "approve_command": "aevon-deploy approve 1 --as NAME --key KEY --reason TEXT"}), "waits for approval")
+        assert "ana.lead, ops.oncall" in text and base["flow_run_url"] in text
     finally:
         server.shutdown()
         server.server_close()

@@ -1,0 +1,1 @@
+"""Signed production approvals: SSH signatures over the run, the decision and the plan, checked against listed keys."""

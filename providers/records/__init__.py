@@ -1,0 +1,1 @@
+"""Where runs are recorded besides the ledger: GitHub deployments and commit statuses."""
