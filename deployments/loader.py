@@ -56,15 +56,56 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_spec(env: str, spec_dir: Path | None = None) -> EnvironmentSpec:
-    """Read and validate the spec of `env`. Relative `source.repo` paths resolve against the spec's folder."""
-    path = spec_path(env, spec_dir)
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key written twice in one mapping (YAML says keys are unique; PyYAML keeps
+    the last one silently). Keys brought in by a `<<` merge may be overridden, as YAML intends."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: construct_mapping reports it
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first})", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document in `path`; ConfigError naming the file (and line) when it is not UTF-8 or not YAML."""
     try:
-        raw: Any = yaml.safe_load(path.read_text())
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the spec ({exc.strerror or type(exc).__name__})", str(path)) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"not UTF-8 text (byte {exc.start}, line {line}): save the spec as UTF-8 (was it UTF-16 or binary?)",
+            str(path),
+        ) from None
+    if "\x00" in text:
+        raise ConfigError("holds NUL bytes: a spec is UTF-8 YAML text, not a binary file", str(path))
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise ConfigError(f"not valid YAML ({where}): {getattr(exc, 'problem', exc)}", str(path)) from exc
+        raise ConfigError(f"not valid YAML ({where}): {getattr(exc, 'problem', None) or exc}", str(path)) from None
+
+
+def load_spec(env: str, spec_dir: Path | None = None) -> EnvironmentSpec:
+    """Read and validate the spec of `env`. Relative `source.repo` paths resolve against the spec's folder."""
+    path = spec_path(env, spec_dir)
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError("the spec must be a mapping at the top level", str(path))
     try:

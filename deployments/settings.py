@@ -6,11 +6,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, create_model
+from dotenv import dotenv_values
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from deployments.secret_values import check_name, check_value, secret_uses
 from deployments.spec import EnvironmentSpec
-from providers.errors import SecretMissing
+from providers.errors import ConfigError, SecretMissing
 
 
 class AevonSettings(BaseSettings):
@@ -30,12 +32,6 @@ class AevonSettings(BaseSettings):
     def plugin_modules(self) -> list[str]:
         """The plugin modules named by AEVON_PLUGINS, in order."""
         return [m.strip() for m in self.plugins.split(",") if m.strip()]
-
-
-class _SecretsBase(BaseSettings):
-    """Secrets by their exact names; other variables of the environment or the .env file are ignored."""
-
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
 
 
 def needed_secrets(spec: EnvironmentSpec) -> dict[str, str]:
@@ -77,18 +73,33 @@ def resolve_secrets(spec: EnvironmentSpec, spec_file: Path, env_file_dir: Path |
     needed = needed_secrets(spec)
     if not needed:
         return {}
+    uses = secret_uses(spec)
+    for name, where in needed.items():  # any env-var name works (`_TOKEN`, `json`); others are refused
+        check_name(name, f"{spec_file}: {where}")
     env_file = (env_file_dir or Path.cwd()) / f".env.{spec.environment}"
-    fields: dict[str, object] = {name: (SecretStr | None, None) for name in needed}
-    model = create_model("EnvSecrets", __base__=_SecretsBase, **fields)  # type: ignore[call-overload]
-    loaded = model(_env_file=str(env_file))
+    from_file = _read_env_file(env_file, spec_file)
     out: dict[str, SecretStr] = {}
     for name, where in needed.items():
-        value = getattr(loaded, name) or _from_prefect_block(name)
+        raw = os.environ.get(name) or from_file.get(name)
+        value = SecretStr(raw) if raw else _from_prefect_block(name)
         if value is None or not value.get_secret_value():
             raise SecretMissing(
                 f"secret {name} is not set (looked in the environment, {env_file.name}"
                 f"{', Prefect Secret blocks' if os.environ.get('AEVON_PREFECT_SECRETS') == '1' else ''})",
                 f"{spec_file}: {where}",
             )
+        check_value(name, value.get_secret_value(), [f"{spec_file}: {w}" for w in uses.get(name, [where])])
         out[name] = value
     return out
+
+
+def _read_env_file(env_file: Path, spec_file: Path) -> dict[str, str]:
+    """The variables of `.env.<env>` (absent: none); ConfigError naming the file when it cannot be read."""
+    if not env_file.is_file():
+        return {}
+    try:
+        values = dotenv_values(env_file, encoding="utf-8")
+    except (OSError, UnicodeDecodeError):  # the decoder's text quotes bytes of the file: not passed on
+        raise ConfigError("cannot be read as UTF-8 text (it holds the secrets of this environment)",
+                          str(env_file)) from None
+    return {k: v for k, v in values.items() if v is not None}

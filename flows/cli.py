@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from deployments.loader import available_environments
+from deployments.secret_values import check_value
 from deployments.settings import AevonSettings
 from providers.errors import AevonError, ConfigError
 
@@ -197,6 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "env", None) is not None and args.env not in available_environments(args.spec_dir):
         known = ", ".join(available_environments(args.spec_dir)) or "none"
         print(f"aevon-deploy: unknown environment {args.env!r} (known: {known})", file=sys.stderr)
+        return EXIT_REFUSED
+    try:  # a malformed ledger URL is refused by name here, before a driver's error could quote it
+        check_value("AEVON_STATE_DB_URL", AevonSettings().state_db_url.get_secret_value(), ["AEVON_STATE_DB_URL"])
+    except ConfigError as exc:
+        print(f"aevon-deploy: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     _init_sentry()
     handlers: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {

@@ -34,7 +34,8 @@ def test_shipped_specs_load_and_build(env: str, monkeypatch: pytest.MonkeyPatch,
     spec = load_spec(env, SHIPPED)
     assert spec.environment == env and spec.services
     for name in needed_secrets(spec):
-        monkeypatch.setenv(name, f"test-value-of-{name.lower()}")
+        url = name.upper().endswith(("URL", "DSN"))  # secrets are checked: a URL secret must be one
+        monkeypatch.setenv(name, f"postgresql://test@127.0.0.1:5432/{name.lower()}" if url else f"test-{name.lower()}")
     monkeypatch.setenv("AEVON_STATE_DIR", str(tmp_path))
     rt = build_runtime(env, SHIPPED)
     assert set(rt.targets) == {s.name for s in spec.services}
