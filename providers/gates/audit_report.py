@@ -11,6 +11,7 @@ from typing import Any
 
 from providers.errors import PermanentError, TransientError
 from providers.models import Severity
+from providers.process_env import child_env
 
 _GHSA_RE = re.compile(r"GHSA(?:-[23456789cfghjmpqrvwx]{4}){3}")
 # npm/pnpm say "moderate" where GitHub says "medium"; "info" is below every threshold we offer
@@ -101,7 +102,7 @@ async def run_audit(argv: list[str], cwd: Path, timeout_s: float) -> list[Adviso
     tool = Path(argv[0]).name
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=str(cwd), stdin=asyncio.subprocess.DEVNULL,
+            *argv, cwd=str(cwd), stdin=asyncio.subprocess.DEVNULL, env=child_env(prefixes=("npm_config_",)),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
     except FileNotFoundError as exc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import re
 import secrets
 import time
@@ -22,6 +21,7 @@ from pydantic import BaseModel, Field, SecretStr
 
 from providers.errors import PermanentError, TransientError
 from providers.models import utcnow
+from providers.process_env import child_env
 
 log = logging.getLogger(__name__)
 PROVIDER = "pg_backup"
@@ -97,7 +97,7 @@ class PgConn:
 
     def env(self, dbname: str | None = None) -> dict[str, str]:
         """Environment for pg_dump/pg_restore/psql: inherited PG* variables dropped, ours set (password included)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env = child_env()  # inherited PG* variables and the run's vendor tokens are not passed
         env.update(PGHOST=self.host, PGPORT=str(self.port), PGUSER=self.user, PGDATABASE=dbname or self.dbname,
                    **self.libpq)
         if self.password is not None:

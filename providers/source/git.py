@@ -11,12 +11,13 @@ import tempfile
 from pathlib import Path
 
 from providers.errors import ConfigError, PermanentError, TransientError
+from providers.process_env import child_env
 from providers.source.refs import REF_LOCATION, is_full_sha, require_sha, validate_ref
 
 
 async def _git(repo: str, *args: str, timeout: float = 60, transient: bool = False) -> str:
     proc = await asyncio.create_subprocess_exec(
-        "git", "-C", repo, *args,
+        "git", "-C", repo, *args, env=child_env(keep=("SSH_AUTH_SOCK",), prefixes=("GIT_",)),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:

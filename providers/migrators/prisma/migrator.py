@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from providers.migrators.prisma.inverse import ShadowApplyFailed
 from providers.migrators.prisma.revert import RevertFailed, revert_atomically, unmet
 from providers.migrators.prisma.script import NotTransactional, transactional
 from providers.models import Finding, Severity
+from providers.process_env import child_env
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ class PrismaMigrator:
 
     def _env(self, checkout: Path) -> dict[str, str]:
         schema, migrations = self._paths(checkout)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PRISMA_", "AEVON_PRISMA_"))}
+        env = child_env(keep=schema_file.env_names(schema))  # never the run's vendor tokens
         url = self.ctx.database_url.get_secret_value()
         # The datasource's url / directUrl env() names (POSTGRES_PRISMA_URL ...) are this database; other names the
         # schema reads pass from the environment as they are (the readiness gate says which are missing).
