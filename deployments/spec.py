@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+SSH_ED25519_RE = re.compile(r"^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5[A-Za-z0-9+/]{46,}={0,2}(\s.*)?$")
 
 
 class _Strict(BaseModel):
@@ -117,6 +118,13 @@ class ApproverSpec(_Strict):
     aliases: list[str] = Field(
         default_factory=list, description="other identities of this person (OS user, Prefect user): self-approval"
     )
+
+    @field_validator("public_key")
+    @classmethod
+    def _key(cls, v: str | None) -> str | None:
+        if v is not None and not SSH_ED25519_RE.match(v.strip()):
+            raise ValueError("must be an OpenSSH public key line `ssh-ed25519 AAAA... [comment]` (ed25519 only)")
+        return v
 
 
 class ApprovalSpec(_Strict):

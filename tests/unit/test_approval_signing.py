@@ -141,6 +141,8 @@ async def test_approvers_from_spec_and_allowed_signers(tmp_path: Path, keys: dic
 def test_bad_keys_and_plain_names_are_refused_with_the_field(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="approvals are signed"):
         ApprovalSpec.model_validate({"approvers": ["ana.lead"]})
+    with pytest.raises(ValueError, match=r"approvers\.0\.public_key"):  # refused when the spec loads
+        ApprovalSpec.model_validate({"approvers": [{"name": "ana.lead", "public_key": "ssh-rsa AAAAB3NzaC1yc2E= x"}]})
     with pytest.raises(ConfigError, match="not supported"):
         parse_public_key("ssh-rsa AAAAB3NzaC1yc2E= x")
     with pytest.raises(ConfigError, match="line 1"):
