@@ -75,11 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-async def _plan(args: argparse.Namespace) -> int:
+async def _plan(args: argparse.Namespace, settings: AevonSettings) -> int:
     from flows.plan import render_plan
     from flows.runtime import build_runtime
 
-    rt = build_runtime(args.env, args.spec_dir)
+    rt = build_runtime(args.env, args.spec_dir, settings=settings)
     try:
         print(await render_plan(rt, args.ref))
     finally:
@@ -114,15 +114,12 @@ async def _rollback(args: argparse.Namespace) -> int:
     return 0 if rb.ok else 5
 
 
-async def _history(args: argparse.Namespace, status_only: bool) -> int:
-    from providers.state.ledger import Ledger
+async def _history(args: argparse.Namespace, settings: AevonSettings, status_only: bool) -> int:
+    from providers.state.store import StateStore
 
-    ledger = await Ledger.connect(AevonSettings().state_db_url)
-    try:
-        rows = await ledger.history(args.env, 1 if status_only else args.limit)
-        good = await ledger.last_good(args.env)
-    finally:
-        await ledger.close()
+    async with StateStore(settings.state_db_url) as store:
+        rows = await store.ledger.history(args.env, 1 if status_only else args.limit)
+        good = await store.ledger.last_good(args.env)
     if status_only:
         print(f"environment {args.env}")
         print(f"  serving (last good): {good.ref} {good.sha[:12]} ({good.release_id})" if good else "  never deployed")
@@ -160,17 +157,17 @@ async def _unlock(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _db(args: argparse.Namespace) -> int:
+async def _db(args: argparse.Namespace, settings: AevonSettings) -> int:
     from flows.db import confirmation_text, find_backup, list_backups, outcome_text, restore_flow
 
     if args.db_command == "backups":
-        for rec in await list_backups(args.env, args.limit):
+        for rec in await list_backups(settings, args.env, args.limit):
             state = "verified" if rec.verified else "NOT VERIFIED"
             restored = f"  restored {rec.restored_at:%Y-%m-%d %H:%M}" if rec.restored_at else ""
             print(f"{rec.backup_id}  {rec.created_at:%Y-%m-%d %H:%M:%S}  {state:12}  {len(rec.tables):3} tables "
                   f"{rec.rows:10} rows  {rec.size_bytes / 1e6:8.1f} MB  release {rec.release_id or '—'}{restored}")
         return 0
-    record = await find_backup(args.env, args.backup_id)
+    record = await find_backup(settings, args.env, args.backup_id)
     if record is None:
         raise ConfigError(f"no backup {args.backup_id!r} of {args.env} (see `aevon-deploy db backups {args.env}`)")
     print(confirmation_text(args.env, record))
@@ -186,10 +183,10 @@ async def _db(args: argparse.Namespace) -> int:
     return 0 if rep.ok else 1
 
 
-def _init_sentry() -> None:
+def _init_sentry(settings: AevonSettings) -> None:
     from flows.crash_reporting import init_crash_reporting  # secrets scrubbed from every event
 
-    init_crash_reporting(AevonSettings())
+    init_crash_reporting(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -199,15 +196,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         known = ", ".join(available_environments(args.spec_dir)) or "none"
         print(f"aevon-deploy: unknown environment {args.env!r} (known: {known})", file=sys.stderr)
         return EXIT_REFUSED
+    settings = AevonSettings()  # once per command; flows started from here build their own (a flow is an entry)
     try:  # a malformed ledger URL is refused by name here, before a driver's error could quote it
-        check_value("AEVON_STATE_DB_URL", AevonSettings().state_db_url.get_secret_value(), ["AEVON_STATE_DB_URL"])
+        check_value("AEVON_STATE_DB_URL", settings.state_db_url.get_secret_value(), ["AEVON_STATE_DB_URL"])
     except ConfigError as exc:
         print(f"aevon-deploy: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    _init_sentry()
+    _init_sentry(settings)
     handlers: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
-        "plan": _plan, "deploy": _deploy, "rollback": _rollback, "unlock": _unlock, "approve": _approve,
-        "history": lambda a: _history(a, False), "status": lambda a: _history(a, True), "db": _db,
+        "plan": lambda a: _plan(a, settings), "deploy": _deploy, "rollback": _rollback, "unlock": _unlock,
+        "approve": _approve, "history": lambda a: _history(a, settings, False),
+        "status": lambda a: _history(a, settings, True), "db": lambda a: _db(a, settings),
     }
     try:
         code = asyncio.run(handlers[args.command](args))

@@ -63,13 +63,12 @@ def _release() -> str:
         return "aevon-deploy@unknown"
 
 
-def init_crash_reporting(settings: AevonSettings | None = None) -> bool:
+def init_crash_reporting(settings: AevonSettings) -> bool:
     """Initialise sentry-sdk when `sentry_dsn` is set; True when crash reports are on.
 
     Unhandled exceptions reach Sentry through the SDK's excepthook; `report_crash` sends the ones a flow run turned
     into a failed state. No local variables and no PII are sent, and `before_send` blanks secrets everywhere.
     """
-    settings = settings or AevonSettings()
     if settings.sentry_dsn is None:
         return False
     import sentry_sdk

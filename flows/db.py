@@ -7,12 +7,13 @@ from pathlib import Path
 from prefect import flow
 from pydantic import BaseModel, Field
 
+from deployments.settings import AevonSettings
 from flows.locking import environment_lock
 from flows.runtime import Runtime, build_runtime
 from providers.errors import ConfigError
 from providers.migrators.backup import BackupRecord, PgBackup
 from providers.models import Release
-from providers.state.backups import BackupCatalog
+from providers.state.store import StateStore
 from tasks.common import as_is
 from tasks.database import backup_database
 
@@ -52,8 +53,7 @@ def make_backup(rt: Runtime) -> tuple[PgBackup, Path]:
 async def take_backup(rt: Runtime, release: Release) -> BackupRecord:
     """Take, verify and record a backup of the environment's database for `release` (the `backup-database` task)."""
     backup, folder = make_backup(rt)
-    catalog = BackupCatalog(rt.settings.state_db_url)
-    return await backup_database(as_is(backup), as_is(catalog), release, folder)
+    return await backup_database(as_is(backup), as_is(rt.state.backups), release, folder)
 
 
 def describe(record: BackupRecord) -> str:
@@ -76,9 +76,9 @@ async def restore_flow(env: str, backup_id: str, spec_dir: str | None = None) ->
         backup_id: an id from `aevon-deploy db backups ENV` (or a rollback report).
         spec_dir: where the environment specs live (default: deployments/).
     """
-    rt = build_runtime(env, Path(spec_dir) if spec_dir else None)
+    rt = build_runtime(env, Path(spec_dir) if spec_dir else None, settings=AevonSettings())
     try:
-        catalog = BackupCatalog(rt.settings.state_db_url)
+        catalog = rt.state.backups
         record = await catalog.get(env, backup_id)
         if record is None:
             raise ConfigError(f"no backup {backup_id!r} of {env} (see `aevon-deploy db backups {env}`)")
@@ -99,18 +99,16 @@ async def restore_flow(env: str, backup_id: str, spec_dir: str | None = None) ->
         await rt.aclose()
 
 
-async def find_backup(env: str, backup_id: str) -> BackupRecord | None:
+async def find_backup(settings: AevonSettings, env: str, backup_id: str) -> BackupRecord | None:
     """The record of one backup (the CLI shows it before asking for confirmation)."""
-    from deployments.settings import AevonSettings
+    async with StateStore(settings.state_db_url) as store:
+        return await store.backups.get(env, backup_id)
 
-    return await BackupCatalog(AevonSettings().state_db_url).get(env, backup_id)
 
-
-async def list_backups(env: str, limit: int = 20) -> list[BackupRecord]:
+async def list_backups(settings: AevonSettings, env: str, limit: int = 20) -> list[BackupRecord]:
     """The latest backups of `env`, newest first."""
-    from deployments.settings import AevonSettings
-
-    return await BackupCatalog(AevonSettings().state_db_url).latest(env, limit)
+    async with StateStore(settings.state_db_url) as store:
+        return await store.backups.latest(env, limit)
 
 
 def confirmation_text(env: str, record: BackupRecord) -> str:

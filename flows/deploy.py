@@ -17,12 +17,13 @@ from prefect.logging import get_run_logger
 from prefect.states import Completed, Failed
 from pydantic import Field
 
+from deployments.settings import AevonSettings
 from flows.approval import ApprovalRejected, approval_summary, wait_for_approval
 from flows.locking import environment_lock
 from flows.notify import emit_outcome
 from flows.records import github_finished, github_started
 from flows.report import ApprovalRecord, DeployOutcome, DeployReport, render_markdown
-from flows.rollback import ACTIVE, rollback_flow, undo_release
+from flows.rollback import rollback_subflow, undo_release
 from flows.runtime import Runtime, build_runtime
 from providers.checks.base import CheckInput
 from providers.errors import AevonError, ConfigError
@@ -105,18 +106,16 @@ async def run_deploy(env: str, ref: str, allow_destructive: bool, spec_dir: str 
     flow_run_id = _flow_run_id()
     report = DeployReport(env=env, ref=ref, flow_run_id=flow_run_id)
     rt: Runtime | None = None
-    ledger: Ledger | None = None
     try:
         with report.step("load spec and secrets"):
-            rt = build_runtime(env, Path(spec_dir) if spec_dir else None)
+            rt = build_runtime(env, Path(spec_dir) if spec_dir else None, settings=AevonSettings())
             check_ref(rt.spec, ref)
-        ledger = await Ledger.connect(rt.settings.state_db_url)
-        ACTIVE[env] = rt
+        ledger = (await rt.state.open()).ledger
         async with environment_lock(env, rt.settings.lock_lease_s, "deploy", db_url=rt.settings.state_db_url):
             finished = True
             try:
                 await _compensate(rt, ledger, report)
-                await _run(rt, ledger, report, flow_run_id, allow_destructive, spec_dir)
+                await _run(rt, ledger, report, flow_run_id, allow_destructive)
             except AevonError as exc:
                 _classify(report, exc)
             except BaseException:  # a crash: left `running`, so the next run compensates it from its journal
@@ -129,11 +128,8 @@ async def run_deploy(env: str, ref: str, allow_destructive: bool, spec_dir: str 
     except AevonError as exc:
         _classify(report, exc)
     finally:
-        ACTIVE.pop(env, None)
         if rt is not None:
-            await rt.aclose()
-        if ledger is not None:
-            await ledger.close()
+            await rt.aclose()  # and the run's state database
     return await _finish(report)
 
 
@@ -173,7 +169,7 @@ async def _compensate(rt: Runtime, ledger: Ledger, report: DeployReport) -> None
     """Undo runs of this environment whose process died part way (we hold the lock: none of them is running)."""
     for row in await ledger.unfinished(rt.spec.environment):
         with report.step(f"compensate {row.release_id}") as st:
-            rb = await undo_release(rt, ledger, row.release_id, "its run never finished (the process died)")
+            rb = await undo_release(rt, row.release_id, "its run never finished (the process died)")
             report.compensated.append(rb)
             st.outcome = "ok" if rb.ok else "failed"
             await ledger.finish_release(
@@ -185,7 +181,7 @@ async def _compensate(rt: Runtime, ledger: Ledger, report: DeployReport) -> None
 
 
 async def _run(
-    rt: Runtime, ledger: Ledger, report: DeployReport, flow_run_id: str, allow_destructive: bool, spec_dir: str | None
+    rt: Runtime, ledger: Ledger, report: DeployReport, flow_run_id: str, allow_destructive: bool
 ) -> None:
     spec = rt.spec
     emit_event(event="aevon.deploy.started", resource={"prefect.resource.id": f"aevon.environment.{spec.environment}"},
@@ -215,7 +211,7 @@ async def _run(
                     f", cold {w['cold_ms_max']:.0f} ms → warm {w['warm_p50_ms']:.0f} ms" if "warm_p50_ms" in w else "")
         await _validate(rt, report, release, services, checkout)
     except NeedsRollback as exc:
-        await _rollback(rt, report, release, str(exc), spec_dir)
+        await _rollback(rt, report, release, str(exc))
         return
     with report.step("record good release"):
         inp = CheckInput(release=release, services=services, checkout_dir=checkout)
@@ -359,7 +355,7 @@ async def _validate(
             raise NeedsRollback("validation failed: " + "; ".join(f"{r.name}: {r.summary}" for r in failed))
 
 
-async def _rollback(rt: Runtime, report: DeployReport, release: Release, reason: str, spec_dir: str | None) -> None:
+async def _rollback(rt: Runtime, report: DeployReport, release: Release, reason: str) -> None:
     report.error = reason
     if not rt.spec.rollback.automatic:
         get_run_logger().error("automatic rollback is off; roll back with `aevon-deploy rollback %s %s`",
@@ -367,7 +363,7 @@ async def _rollback(rt: Runtime, report: DeployReport, release: Release, reason:
         report.outcome = DeployOutcome.FAILED
         return
     with report.step("rollback") as st:
-        rb = await rollback_flow(rt.spec.environment, release.release_id, reason, spec_dir)
+        rb = await rollback_subflow(rt)(rt.spec.environment, release.release_id, reason)  # a child flow run
         report.rollback = rb
         st.outcome = "ok" if rb.ok else "failed"
     report.outcome = DeployOutcome.ROLLED_BACK if rb.ok else DeployOutcome.ROLLBACK_FAILED

@@ -14,12 +14,13 @@ from providers.checks.base import GATES, VALIDATION, Check, CheckContext, Sectio
 from providers.migrators.base import Migrator, MigratorContext
 from providers.registry import build_registry, resolve
 from providers.source.git import GitSource
+from providers.state.store import StateStore
 from providers.targets.base import ServiceTarget, TargetContext
 
 
 @dataclass
 class Runtime:
-    """One environment, ready to act on: spec, secrets, source, targets, gates, checks, migrator."""
+    """One environment, ready to act on: spec, secrets, source, targets, gates, checks, migrator, state database."""
 
     spec: EnvironmentSpec
     spec_file: Path
@@ -30,6 +31,7 @@ class Runtime:
     gates: list[tuple[CheckSpec, Check]]
     checks: list[tuple[CheckSpec, Check]]
     migrator: Migrator | None
+    state: StateStore  # the run's ledger and backup catalog: one pool, opened on first use
     state_dir: Path
     layers: list[list[str]] = field(default_factory=list)
 
@@ -41,6 +43,7 @@ class Runtime:
     async def aclose(self) -> None:
         for target in self.targets.values():
             await target.aclose()
+        await self.state.close()
 
 
 def service_layers(spec: EnvironmentSpec) -> list[list[str]]:
@@ -69,17 +72,20 @@ def build_runtime(
     env: str,
     spec_dir: Path | None = None,
     *,
-    settings: AevonSettings | None = None,
+    settings: AevonSettings,
     extra: dict[str, object] | None = None,
 ) -> Runtime:
-    """Load the spec, resolve its secrets and build every provider. Raises ConfigError before any side effect."""
-    settings = settings or AevonSettings()
+    """Load the spec, resolve its secrets and build every provider. Raises ConfigError before any side effect.
+
+    `settings` are the run's, built once at its entry (the CLI command or the flow).
+    """
     spec = load_spec(env, spec_dir)
     file = spec_path(env, spec_dir)
     registry = build_registry(settings.plugin_modules())
     secrets = resolve_secrets(spec, file)
     state_dir = settings.state_dir.resolve()
     source = GitSource(spec.source.repo, state_dir / "checkouts")
+    state = StateStore(settings.state_db_url)
     layers = service_layers(spec)
     extra = extra or {}
     factories = {
@@ -105,6 +111,7 @@ def build_runtime(
                 env=spec, spec=c, secrets=_pick(secrets, c.secrets),
                 artifacts_dir=state_dir / "artifacts" / env, baseline_dir=state_dir / "baselines" / env, extra=extra,
                 section=section, index=i, spec_file=file,
+                state=state,
             )
             factory = resolve(registry.checks, "check kind", c.kind, ctx.location("kind"))
             out.append((c, factory(ctx)))
@@ -121,5 +128,5 @@ def build_runtime(
     return Runtime(
         spec=spec, spec_file=file, settings=settings, secrets=secrets, source=source, targets=targets,
         gates=checks_of(GATES, spec.gates), checks=checks_of(VALIDATION, spec.validation.checks),
-        migrator=migrator, state_dir=state_dir, layers=layers,
+        migrator=migrator, state=state, state_dir=state_dir, layers=layers,
     )

@@ -11,7 +11,8 @@ from providers.migrators.backup import BackupRecord, PgBackup
 from providers.migrators.base import MigrationPlan, MigrationResult, Migrator
 from providers.models import Release
 from providers.state.backups import BackupCatalog, new_backup_id
-from providers.state.ledger import DONE, UNDONE, Ledger
+from providers.state.journal import JournalState, MigrationDetail, MigrationUndo
+from providers.state.ledger import Ledger
 from tasks.common import DATABASE_TASK_DEFAULTS
 
 
@@ -46,21 +47,22 @@ async def apply_migrations(
     rollback compares it with the footprint then, to tell data the new release wrote from data that was there.
     """
     entry = await ledger.record_intent(
-        release.release_id, "migration", "database",
-        {"pending": plan.pending, "inverse_sql": plan.inverse_sql, "inverse_steps": plan.inverse_steps,
-         "inverse_loses_data": plan.inverse_loses_data, "checkout": str(checkout), "backup_id": backup_id},
+        release.release_id, "database",
+        MigrationUndo(pending=plan.pending, checkout=str(checkout), inverse_sql=plan.inverse_sql,
+                      inverse_steps=plan.inverse_steps, inverse_loses_data=plan.inverse_loses_data,
+                      backup_id=backup_id),
     )
     result = await migrator.apply(checkout)
     # A retried task (transient error after applying) applies nothing the second time: keep what the first did.
-    result.applied = list(dict.fromkeys([*entry.detail.get("applied", []), *result.applied]))
-    await ledger.mark(entry.id, DONE, {"applied": result.applied})
+    result.applied = list(dict.fromkeys([*(entry.detail.applied or []), *result.applied]))
+    await ledger.mark(entry.id, JournalState.DONE, MigrationDetail(applied=result.applied))
     baseline: dict[str, int] | None = {}
     if plan.inverse_sql is not None and not plan.inverse_loses_data:
         try:
             baseline = await migrator.inverse_footprint(plan.inverse_sql)
         except AevonError:
             baseline = None  # unknown: the rollback then counts every row there as written by the new release
-    await ledger.mark(entry.id, DONE, {"inverse_baseline": baseline})
+    await ledger.mark(entry.id, JournalState.DONE, MigrationDetail(inverse_baseline=baseline))
     return result
 
 
@@ -70,5 +72,5 @@ async def revert_migrations(
 ) -> MigrationResult:
     """Apply the prepared inverse of `applied` and mark them pending again."""
     result = await migrator.revert(checkout, applied, inverse_sql)
-    await ledger.mark(entry_id, UNDONE, {"reverted": applied})
+    await ledger.mark(entry_id, JournalState.UNDONE, MigrationDetail(reverted=applied))
     return result

@@ -9,7 +9,8 @@ from pydantic import BaseModel
 
 from providers.errors import AevonError
 from providers.models import DeployStatus, Release, ServiceVersion
-from providers.state.ledger import DONE, UNDONE, Ledger
+from providers.state.journal import JournalState, ServiceDetail, ServiceUndo
+from providers.state.ledger import Ledger
 from providers.targets.base import ServiceTarget
 from tasks.common import TASK_DEFAULTS
 
@@ -39,14 +40,14 @@ async def deploy_service(
     start = time.monotonic()
     current = await target.current()
     entry = await ledger.record_intent(
-        release.release_id, "service", service,
-        {"previous": current.model_dump(mode="json") if current else None, "layer": layer, "provider": target.provider},
+        release.release_id, service, ServiceUndo(previous=current, layer=layer, provider=target.provider)
     )
-    previous = entry.undo.get("previous")
-    before = previous["version"] if previous else None
+    previous = entry.undo.previous
+    before = previous.version if previous else None
     handle = await target.deploy(release)
     result = await target.wait_ready(handle, timeout)
-    await ledger.mark(entry.id, DONE, {"status": result.status.value, "vendor_ref": handle.vendor_ref})
+    await ledger.mark(entry.id, JournalState.DONE,
+                      ServiceDetail(status=result.status.value, vendor_ref=handle.vendor_ref))
     return ServiceChange(
         service=service, provider=target.provider, before=before, after=release.sha, status=result.status,
         message=result.message, url=handle.url, duration_s=time.monotonic() - start,
@@ -62,7 +63,8 @@ async def rollback_service(
     current = await target.current()
     now = current.version if current else None
     if previous is None:
-        await ledger.mark(entry_id, UNDONE, {"note": "no earlier version existed; nothing to roll back to"})
+        await ledger.mark(entry_id, JournalState.UNDONE,
+                          ServiceDetail(note="no earlier version existed; nothing to roll back to"))
         return ServiceChange(
             service=service, provider=target.provider, before=now, after=now, status=DeployStatus.FAILED,
             message="no earlier version to roll back to (first deploy of this service)",
@@ -72,7 +74,7 @@ async def rollback_service(
     after = await target.current()
     ok = result.status == DeployStatus.READY and after is not None and after.version == previous.version
     if ok:
-        await ledger.mark(entry_id, UNDONE, {"restored": previous.version})
+        await ledger.mark(entry_id, JournalState.UNDONE, ServiceDetail(restored=previous.version))
     message = result.message or ("" if ok else f"serving {after.version if after else 'nothing'} after rollback")
     return ServiceChange(
         service=service, provider=target.provider, before=now, after=after.version if after else None,

@@ -6,7 +6,7 @@ import asyncio
 import time
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, runtime_checkable
 
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -14,6 +14,9 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from deployments.spec import CheckSpec, EnvironmentSpec
 from providers.errors import AevonError, ConfigError, ProviderError
 from providers.models import CheckResult, Finding, Outcome, Release, ServiceVersion, Severity
+
+if TYPE_CHECKING:
+    from providers.state.store import StateStore
 
 S = TypeVar("S", bound=BaseModel)
 Section = Literal["gates", "validation.checks"]  # where the spec lists a check, spelled as the spec spells it
@@ -56,6 +59,7 @@ class CheckContext:
     section: Section
     index: int
     spec_file: Path | None = None
+    state: StateStore | None = None  # the run's state database (ledger, backup catalog), for gates that read it
 
     def location(self, *parts: str | int) -> str:
         """Where a field of this check lives: `deployments/prod.yaml: gates[2].settings.token_scope`."""

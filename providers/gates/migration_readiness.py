@@ -121,7 +121,7 @@ class MigrationReadiness(BaseCheck):
 def make_check(ctx: CheckContext) -> MigrationReadiness:
     """Factory registered as `migration_readiness`; uses the environment's database spec and migrator.
 
-    The rollback journal is read from the ledger database (AEVON_STATE_DB_URL), only when the database holds
+    The rollback journal is read from the run's state database (`ctx.state`), only when the database holds
     migrations the checkout lacks.
     """
     settings = ctx.settings(ReadinessSettings)
@@ -133,10 +133,5 @@ def make_check(ctx: CheckContext) -> MigrationReadiness:
     state = ctx.baseline_dir.parent.parent / "migrations" / ctx.env.environment
     migrator = factory(MigratorContext(env=ctx.env.environment, spec=db, database_url=url, state_dir=state))
 
-    async def kept(env: str) -> dict[str, str]:
-        from deployments.settings import AevonSettings
-        from providers.state.backups import BackupCatalog
-
-        return await BackupCatalog(AevonSettings().state_db_url).kept_migrations(env)
-
+    kept = ctx.state.backups.kept_migrations if ctx.state is not None else None
     return MigrationReadiness(ctx, migrator, settings, kept)

@@ -3,52 +3,28 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any, overload
 
-import asyncpg
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field
 
-from providers.errors import PermanentError, TransientError
+from providers.state.journal import (
+    Detail,
+    JournalState,
+    MigrationEntry,
+    MigrationUndo,
+    ServiceEntry,
+    ServiceUndo,
+    Undo,
+    parse_entry,
+)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS aevon_releases (
-    release_id   text PRIMARY KEY,
-    env          text NOT NULL,
-    ref          text NOT NULL,
-    sha          text NOT NULL,
-    status       text NOT NULL,
-    flow_run_id  text,
-    started_at   timestamptz NOT NULL DEFAULT now(),
-    finished_at  timestamptz,
-    approver     text,
-    approval_reason text,
-    report       jsonb NOT NULL DEFAULT '{}'::jsonb
-);
-CREATE INDEX IF NOT EXISTS aevon_releases_env_started ON aevon_releases (env, started_at DESC);
-ALTER TABLE aevon_releases ADD COLUMN IF NOT EXISTS approval_key text;
-CREATE TABLE IF NOT EXISTS aevon_journal (
-    id           bigserial PRIMARY KEY,
-    release_id   text NOT NULL REFERENCES aevon_releases(release_id),
-    step         text NOT NULL,
-    target       text NOT NULL,
-    state        text NOT NULL,
-    undo         jsonb NOT NULL,
-    detail       jsonb NOT NULL DEFAULT '{}'::jsonb,
-    recorded_at  timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (release_id, step, target)
-);
-"""
+if TYPE_CHECKING:
+    from providers.state.store import StateStore
 
 # Release statuses: running -> succeeded | rolled_back | rollback_failed | refused | failed | compensated
 RUNNING = "running"
 FINAL_GOOD = "succeeded"
-
-# Journal entry states: intent (recorded before the side effect) -> done -> undone
-INTENT, DONE, UNDONE = "intent", "done", "undone"
 
 
 class ReleaseRow(BaseModel):
@@ -68,75 +44,11 @@ class ReleaseRow(BaseModel):
     report: dict[str, Any] = Field(default_factory=dict)
 
 
-class JournalEntry(BaseModel):
-    """One side effect: what was (about to be) done, and what undoes it."""
-
-    id: int
-    release_id: str
-    step: str  # "service" | "migration"
-    target: str  # service name, or the database
-    state: str
-    undo: dict[str, Any]
-    detail: dict[str, Any] = Field(default_factory=dict)
-
-
-def _connect_error(exc: BaseException) -> TransientError:
-    return TransientError(f"cannot reach the ledger database ({type(exc).__name__})", provider="ledger")
-
-
-def _admin_url(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/postgres")), parts.path.lstrip("/")
-
-
 class Ledger:
     """Durable record of releases and their journal. Writes are single statements (atomic) and idempotent."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-
-    @classmethod
-    async def connect(cls, url: SecretStr, *, create: bool = True) -> Ledger:
-        """Open a pool on the ledger database; create the database and tables when missing."""
-        raw = url.get_secret_value()
-        try:
-            try:
-                pool = await asyncpg.create_pool(raw, min_size=1, max_size=10)
-            except asyncpg.InvalidCatalogNameError:
-                if not create:
-                    raise
-                admin, name = _admin_url(raw)
-                conn = await asyncpg.connect(admin)
-                try:
-                    await conn.execute(f'CREATE DATABASE "{name}"')
-                except asyncpg.DuplicateDatabaseError:
-                    pass
-                finally:
-                    await conn.close()
-                pool = await asyncpg.create_pool(raw, min_size=1, max_size=10)
-        except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
-            raise _connect_error(exc) from None
-        except asyncpg.PostgresError as exc:
-            raise PermanentError(f"ledger database refused: {type(exc).__name__}", provider="ledger") from None
-        assert pool is not None
-        async with pool.acquire() as conn:
-            await conn.execute("SELECT pg_advisory_lock(727272)")
-            try:
-                await conn.execute(SCHEMA)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(727272)")
-        return cls(pool)
-
-    async def close(self) -> None:
-        await self._pool.close()
-
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
-        try:
-            async with self._pool.acquire() as conn:
-                yield conn
-        except (OSError, asyncpg.CannotConnectNowError) as exc:
-            raise _connect_error(exc) from None
+    def __init__(self, store: StateStore) -> None:
+        self._conn = store.connection
 
     # -- releases ----------------------------------------------------------------------------------------------
     async def start_release(self, release_id: str, env: str, ref: str, sha: str, flow_run_id: str | None) -> None:
@@ -196,43 +108,51 @@ class Ledger:
         return [ReleaseRow(**{**dict(r), "report": json.loads(r["report"])}) for r in rows]
 
     # -- journal -----------------------------------------------------------------------------------------------
-    async def record_intent(self, release_id: str, step: str, target: str, undo: dict[str, Any]) -> JournalEntry:
+    @overload
+    async def record_intent(self, release_id: str, target: str, undo: ServiceUndo) -> ServiceEntry: ...
+
+    @overload
+    async def record_intent(self, release_id: str, target: str, undo: MigrationUndo) -> MigrationEntry: ...
+
+    async def record_intent(self, release_id: str, target: str, undo: Undo) -> ServiceEntry | MigrationEntry:
         """Before a side effect: what would undo it. Idempotent per (release, step, target): the first undo wins;
         an entry undone by a compensation is re-opened (the same release is being deployed again)."""
         async with self._conn() as c:
             row = await c.fetchrow(
                 "INSERT INTO aevon_journal (release_id, step, target, state, undo) VALUES ($1, $2, $3, $4, $5::jsonb) "
                 "ON CONFLICT (release_id, step, target) DO UPDATE SET state = CASE WHEN aevon_journal.state = $6 "
-                "THEN $4 ELSE aevon_journal.state END RETURNING *",
-                release_id, step, target, INTENT, json.dumps(undo, default=str), UNDONE,
+                "THEN $4 ELSE aevon_journal.state END, updated_at = now() RETURNING *",
+                release_id, undo.step.value, target, JournalState.INTENT.value, undo.model_dump_json(),
+                JournalState.UNDONE.value,
             )
         return _entry(row)
 
-    async def mark(self, entry_id: int, state: str, detail: dict[str, Any] | None = None) -> None:
-        """Move a journal entry to `state` (done / undone), merging `detail`."""
+    async def mark(self, entry_id: int, state: JournalState, detail: Detail | None = None) -> None:
+        """Move a journal entry to `state` (done / undone), merging the fields `detail` sets."""
+        merged = detail.model_dump(mode="json", exclude_unset=True) if detail is not None else {}
         async with self._conn() as c:
             await c.execute(
-                "UPDATE aevon_journal SET state=$2, detail = detail || $3::jsonb, recorded_at=now() WHERE id=$1",
-                entry_id, state, json.dumps(detail or {}, default=str),
+                "UPDATE aevon_journal SET state=$2, detail = detail || $3::jsonb, updated_at=now() WHERE id=$1",
+                entry_id, state.value, json.dumps(merged),
             )
 
-    async def open_entries(self, release_id: str) -> list[JournalEntry]:
+    async def open_entries(self, release_id: str) -> list[ServiceEntry | MigrationEntry]:
         """Entries of a release not yet undone, newest first (the order to undo them in)."""
         async with self._conn() as c:
             rows = await c.fetch(
-                "SELECT * FROM aevon_journal WHERE release_id=$1 AND state <> $2 ORDER BY id DESC", release_id, UNDONE
+                "SELECT * FROM aevon_journal WHERE release_id=$1 AND state <> $2 ORDER BY id DESC", release_id,
+                JournalState.UNDONE.value,
             )
         return [_entry(r) for r in rows]
 
-    async def entries(self, release_id: str) -> list[JournalEntry]:
+    async def entries(self, release_id: str) -> list[ServiceEntry | MigrationEntry]:
         async with self._conn() as c:
             rows = await c.fetch("SELECT * FROM aevon_journal WHERE release_id=$1 ORDER BY id", release_id)
         return [_entry(r) for r in rows]
 
 
-def _entry(row: Any) -> JournalEntry:
+def _entry(row: Any) -> ServiceEntry | MigrationEntry:
     d = dict(row)
     d["undo"] = json.loads(d["undo"])
     d["detail"] = json.loads(d["detail"])
-    d.pop("recorded_at", None)
-    return JournalEntry(**d)
+    return parse_entry(d)

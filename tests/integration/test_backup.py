@@ -12,7 +12,8 @@ from pydantic import SecretStr
 
 from providers.errors import PermanentError, TransientError
 from providers.migrators.backup import PgBackup
-from providers.state.backups import BackupCatalog, new_backup_id
+from providers.state.backups import new_backup_id
+from providers.state.store import StateStore
 from tests.conftest import free_port
 from tests.pg import ADMIN_URL, fetch, temp_database
 
@@ -167,9 +168,9 @@ async def test_unreachable_database_is_transient_and_scrubbed(tmp_path: Path) ->
 
 
 async def test_catalog_records_lists_and_marks_restored(ledger_url: str, tmp_path: Path) -> None:
-    async with temp_database() as url:
+    async with temp_database() as url, StateStore(SecretStr(ledger_url)) as state:
         await seed(url)
-        catalog = BackupCatalog(SecretStr(ledger_url))
+        catalog = state.backups
         backup = PgBackup(SecretStr(url))
         ids = [new_backup_id("t") for _ in range(2)]
         for backup_id in ids:
@@ -181,4 +182,4 @@ async def test_catalog_records_lists_and_marks_restored(ledger_url: str, tmp_pat
         await catalog.mark_restored(ids[0])
         assert (await catalog.get("t", ids[0])).restored_at is not None  # type: ignore[union-attr]
         assert await catalog.get("other", ids[0]) is None
-        assert await catalog.kept_migrations("t") == {}  # no ledger tables yet: nothing kept
+        assert await catalog.kept_migrations("t") == {}  # no rollback journal yet: nothing kept

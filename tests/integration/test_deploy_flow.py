@@ -15,7 +15,7 @@ import pytest
 
 from flows.deploy import deploy_flow, report_of
 from flows.report import DeployOutcome, DeployReport
-from providers.state.ledger import Ledger
+from providers.state.store import StateStore
 from providers.targets.local.target import stop_all
 from tests.integration.envs import ROOT, sample_dev_spec, write_spec
 from tests.pg import temp_database
@@ -99,11 +99,12 @@ async def test_deploy_then_failed_validation_rolls_back(dev_env: Any, sample_rep
         )
     assert [r.name for r in runs] == [f"rollback-dev-{broken.release_id}"]
 
-    ledger = await Ledger.connect(__import__("pydantic").SecretStr(ledger_url))
+    state = await StateStore(__import__("pydantic").SecretStr(ledger_url)).open()
+    ledger = state.ledger
     try:
         history = await ledger.history("dev")
     finally:
-        await ledger.close()
+        await state.close()
     assert [h.status for h in history] == ["rolled_back", "succeeded", "succeeded"]
 
 
@@ -154,7 +155,8 @@ async def test_kill_after_switch_then_rerun_compensates(
             proc.kill()
     assert await serving_sha(ports["api"]) == v2  # the dead run left api switched
 
-    ledger = await Ledger.connect(__import__("pydantic").SecretStr(ledger_url))
+    state = await StateStore(__import__("pydantic").SecretStr(ledger_url)).open()
+    ledger = state.ledger
     try:
         dead = await ledger.unfinished("dev")
         assert [d.sha for d in dead] == [v2]
@@ -172,4 +174,4 @@ async def test_kill_after_switch_then_rerun_compensates(
         assert row is not None and row.status == "compensated"
         assert all(e.state == "undone" for e in await ledger.entries(dead[0].release_id) if e.step == "service")
     finally:
-        await ledger.close()
+        await state.close()

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from flows.report import DeployOutcome, DeployReport
 from providers.models import Outcome
-from providers.state.ledger import Ledger
+from providers.state.store import StateStore
 from tests.fakes.github import GitHubFake
 from tests.fakes.github_state import Repo
 from tests.integration.envs import ROOT, write_spec
@@ -145,13 +145,14 @@ async def no_change(w: World, report: DeployReport, ledger_url: str) -> None:
     services = _WORLDS.get(w.world, {})
     assert all(not svc.deployments for svc in services.values())
     assert report.release_id is not None
-    ledger = await Ledger.connect(SecretStr(ledger_url))
+    state = await StateStore(SecretStr(ledger_url)).open()
+    ledger = state.ledger
     try:
         assert await ledger.entries(report.release_id) == []
         row = await ledger.get(report.release_id)
         assert row is not None and row.status == "refused"
     finally:
-        await ledger.close()
+        await state.close()
 
 
 @pytest.mark.parametrize(("env", "ref"), [("staging", "main"), ("prod", TAG)])
@@ -219,7 +220,8 @@ async def test_plan_shows_each_gate_now_and_the_cli_refuses_with_exit_code_3(wor
     assert lines["release-tag"] == (f"- release-tag [release_tag]: PASSED tag {TAG} matches ^v\\d+\\.\\d+\\.\\d+$ "
                                     f"and points at {world.sha[:12]}")
     assert TOKEN not in plan.stdout + plan.stderr
-    ledger = await Ledger.connect(SecretStr(ledger_url))
+    state = await StateStore(SecretStr(ledger_url)).open()
+    ledger = state.ledger
     try:
         assert await ledger.history("prod") == []  # plan started no run
         run = await asyncio.to_thread(cli, "deploy", "prod", "--ref", TAG, spec_dir=world.spec_dir)
@@ -227,6 +229,6 @@ async def test_plan_shows_each_gate_now_and_the_cli_refuses_with_exit_code_3(wor
         (row,) = await ledger.history("prod")
         assert row.status == "refused" and await ledger.entries(row.release_id) == []
     finally:
-        await ledger.close()
+        await state.close()
     assert "REFUSED" in run.stdout and "changes requested by carol" in run.stdout + run.stderr
     assert TOKEN not in run.stdout + run.stderr

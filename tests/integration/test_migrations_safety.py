@@ -13,8 +13,9 @@ from pydantic import SecretStr
 
 from flows.report import DeployOutcome
 from flows.rollback import rollback_flow
-from providers.state.backups import BackupCatalog
-from providers.state.ledger import Ledger
+from providers.migrators.backup import BackupRecord
+from providers.state.journal import MigrationEntry
+from providers.state.store import StateStore
 from providers.targets.local.target import stop_all
 from tests.integration.migration_support import (
     AUDIT,
@@ -152,6 +153,17 @@ async def test_schema_stays_under_code_that_stays_and_kept_release_data_keeps_it
     assert v2.release_id in gate.findings[0].message
 
 
+async def backups(ledger_url: str) -> list[BackupRecord]:
+    """The latest backups of prod, newest first."""
+    async with StateStore(SecretStr(ledger_url)) as state:
+        return await state.backups.latest("prod")
+
+
+async def backup_of(ledger_url: str, backup_id: str) -> BackupRecord | None:
+    async with StateStore(SecretStr(ledger_url)) as state:
+        return await state.backups.get("prod", backup_id)
+
+
 async def test_destructive_migration_refused_in_prod_allowed_with_the_flag_and_restorable(
     prod: Env, ledger_url: str
 ) -> None:
@@ -159,15 +171,11 @@ async def test_destructive_migration_refused_in_prod_allowed_with_the_flag_and_r
     assert v2.outcome == DeployOutcome.SUCCEEDED, v2.error
     assert [s.name for s in v2.steps if s.name in ("migration plan", "backup", "migrate")] == [
         "migration plan", "backup", "migrate"]
-    catalog = BackupCatalog(SecretStr(ledger_url))
-    [first] = await catalog.latest("prod")
+    [first] = await backups(ledger_url)
     assert first.verified and first.release_id == v2.release_id and first.tables == {}  # the database was empty
-    ledger = await Ledger.connect(SecretStr(ledger_url))
-    try:
-        [entry] = [e for e in await ledger.entries(str(v2.release_id)) if e.step == "migration"]
-    finally:
-        await ledger.close()
-    assert entry.undo["backup_id"] == first.backup_id
+    async with StateStore(SecretStr(ledger_url)) as state:
+        [entry] = [e for e in await state.ledger.entries(str(v2.release_id)) if e.step == "migration"]
+    assert isinstance(entry, MigrationEntry) and entry.undo.backup_id == first.backup_id
 
     refused = await prod.deploy("v4-destructive")
     assert refused.outcome == DeployOutcome.REFUSED and refused.exit_code == 3
@@ -183,7 +191,7 @@ async def test_destructive_migration_refused_in_prod_allowed_with_the_flag_and_r
     assert allowed.outcome == DeployOutcome.SUCCEEDED, allowed.error
     assert allowed.migration_plan is not None and allowed.migration_plan.inverse_loses_data
     assert "createdAt" not in await columns(prod.db_url, "Session")
-    before_drop = (await catalog.latest("prod"))[0]
+    before_drop = (await backups(ledger_url))[0]
     assert before_drop.verified and before_drop.release_id == allowed.release_id
     assert step(allowed, "backup").detail.startswith(f"{before_drop.backup_id} verified: ")
     assert before_drop.migrations == [INIT, PRIORITY] and before_drop.tables["public.User"] == 1
@@ -202,7 +210,8 @@ async def test_destructive_migration_refused_in_prod_allowed_with_the_flag_and_r
     assert "the same tables and row counts as the backup record" in restored.stdout
     assert "createdAt" in await columns(prod.db_url, "Session")
     assert (await prod.status("v4-destructive")).pending == [DROP]
-    assert (await catalog.get("prod", before_drop.backup_id)).restored_at is not None  # type: ignore[union-attr]
+    restored_record = await backup_of(ledger_url, before_drop.backup_id)
+    assert restored_record is not None and restored_record.restored_at is not None
 
 
 async def test_backup_that_does_not_verify_blocks_the_migration(prod: Env, ledger_url: str, tmp_path: Path) -> None:
@@ -219,7 +228,7 @@ async def test_backup_that_does_not_verify_blocks_the_migration(prod: Env, ledge
     assert backup_step.outcome != "ok" and " NOT verified: " in backup_step.detail
     assert step(blocked, "migrate") is None
     assert blocked.services == [] and "priority" not in await columns(prod.db_url, "Task")
-    latest = (await BackupCatalog(SecretStr(ledger_url)).latest("prod"))[0]
+    latest = (await backups(ledger_url))[0]
     assert not latest.verified and latest.release_id == blocked.release_id
 
 

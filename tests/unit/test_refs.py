@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deployments.settings import AevonSettings
 from deployments.spec import EnvironmentSpec, ServiceSpec, SourceSpec
 from flows.plan import render_plan
 from flows.runtime import build_runtime
@@ -83,7 +84,7 @@ async def test_plan_applies_the_environment_ref_pattern_like_deploy(tmp_path: Pa
             "services": [{"name": "api", "provider": "memory"}]}
     (tmp_path / "prod.yaml").write_text(yaml.safe_dump(spec))
     monkeypatch.setenv("AEVON_STATE_DIR", str(tmp_path / "state"))
-    rt = build_runtime("prod", tmp_path)
+    rt = build_runtime("prod", tmp_path, settings=AevonSettings())
     try:
         with pytest.raises(ConfigError, match=r"'main' does not match the pattern 'v\\\\d\+' that environment prod"):
             await render_plan(rt, "main")

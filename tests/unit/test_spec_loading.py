@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from deployments.loader import load_spec
-from deployments.settings import needed_secrets
+from deployments.settings import AevonSettings, needed_secrets
 from flows.runtime import build_runtime, service_layers
 from providers.errors import ConfigError, SecretMissing
 from providers.source.refs import validate_ref
@@ -37,7 +37,7 @@ def test_shipped_specs_load_and_build(env: str, monkeypatch: pytest.MonkeyPatch,
         url = name.upper().endswith(("URL", "DSN"))  # secrets are checked: a URL secret must be one
         monkeypatch.setenv(name, f"postgresql://test@127.0.0.1:5432/{name.lower()}" if url else f"test-{name.lower()}")
     monkeypatch.setenv("AEVON_STATE_DIR", str(tmp_path))
-    rt = build_runtime(env, SHIPPED)
+    rt = build_runtime(env, SHIPPED, settings=AevonSettings())
     assert set(rt.targets) == {s.name for s in spec.services}
     assert len(rt.checks) == len(spec.validation.checks)
 
@@ -89,7 +89,7 @@ def test_unknown_provider_names_file_and_field(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("AEVON_STATE_DIR", str(tmp_path / "state"))
     write(tmp_path, "dev", minimal(services=[{"name": "api", "provider": "herokuish"}]))
     with pytest.raises(ConfigError, match=r"dev\.yaml: services\.api\.provider: unknown service provider 'herokuish'"):
-        build_runtime("dev", tmp_path)
+        build_runtime("dev", tmp_path, settings=AevonSettings())
 
 
 def test_bad_provider_setting_names_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,7 +97,7 @@ def test_bad_provider_setting_names_the_setting(tmp_path: Path, monkeypatch: pyt
     write(tmp_path, "dev", minimal(services=[{"name": "api", "provider": "local", "settings": {"command": ["x"],
                                                                                               "port": 99999}}]))
     with pytest.raises(ConfigError, match=r"services\.api\.settings\.port"):
-        build_runtime("dev", tmp_path)
+        build_runtime("dev", tmp_path, settings=AevonSettings())
 
 
 def test_missing_secret_fails_before_any_side_effect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,7 +107,7 @@ def test_missing_secret_fails_before_any_side_effect(tmp_path: Path, monkeypatch
     monkeypatch.chdir(tmp_path)
     write(tmp_path, "dev", minimal(database={"url_secret": "APP_DB_URL"}))
     with pytest.raises(SecretMissing) as e:
-        build_runtime("dev", tmp_path)
+        build_runtime("dev", tmp_path, settings=AevonSettings())
     assert "dev.yaml: database.url_secret: secret APP_DB_URL is not set" in str(e.value)
     assert not state.exists()
 
@@ -118,7 +118,7 @@ def test_secret_from_env_file_is_a_secretstr(tmp_path: Path, monkeypatch: pytest
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env.dev").write_text("UNRELATED=1\nAPP_TOKEN=hunter2-very-secret\n")
     write(tmp_path, "dev", minimal(services=[{"name": "api", "provider": "memory", "secrets": {"token": "APP_TOKEN"}}]))
-    rt = build_runtime("dev", tmp_path)
+    rt = build_runtime("dev", tmp_path, settings=AevonSettings())
     assert rt.secrets["APP_TOKEN"].get_secret_value() == "hunter2-very-secret"
     assert "hunter2" not in repr(rt.secrets) and "hunter2" not in str(rt)
 
