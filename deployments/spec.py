@@ -33,6 +33,22 @@ class DatabaseSpec(_Strict):
     migrations_path: str = Field(default="prisma/migrations", description="path inside the source checkout")
     backup: bool = Field(default=False, description="take and verify a backup before migrating (prod)")
     allow_destructive: bool = Field(default=False, description="apply destructive migrations without asking")
+    rollback: Literal["code_only", "inverse"] = Field(
+        default="code_only",
+        description="what a rollback does with the migrations a failed release applied: code_only keeps them (no "
+                    "row is ever dropped; the previous release runs on the expanded schema), inverse reverts them "
+                    "with the prepared inverse (dev)",
+    )
+    lock_timeout_ms: int | None = Field(
+        default=3000, ge=1, le=600_000,
+        description="SET lock_timeout for every migration: a migration waits on a lock no longer than this, then "
+                    "fails whole and is retried (None: wait for ever)",
+    )
+    statement_timeout_ms: int | None = Field(default=None, ge=1, le=86_400_000,
+                                             description="SET statement_timeout for every migration (optional)")
+    lock_retries: int = Field(default=3, ge=0, le=20, description="retries of a migration that hit lock_timeout")
+    lock_retry_backoff_s: float = Field(default=2.0, ge=0, le=300,
+                                        description="first wait before a lock retry, doubled each time")
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -75,10 +91,82 @@ class CheckSpec(_Strict):
     )
 
 
+STAGE_OF_KIND = {"health": "smoke", "e2e": "functional", "dast": "functional", "sentry": "monitoring",
+                 "prometheus": "monitoring"}
+DEFAULT_STAGES = ("smoke", "functional", "load", "monitoring")
+BAKE_KINDS = ("health", "sentry", "prometheus")
+
+
+class StageSpec(_Strict):
+    """One validation stage: its checks run together (`exclusive` ones alone, after); it starts when the last passed."""
+
+    name: str
+    checks: list[str] = Field(min_length=1, description="names of validation.checks run in this stage")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("must be lower-case letters, digits and '-', starting with a letter")
+        return v
+
+
 class ValidationSpec(_Strict):
-    """Post-deploy validation: checks run in parallel after warm-up; `exclusive` ones after them, one at a time."""
+    """Post-deploy validation: checks in stages after warm-up, the first failure cancels the rest; then the bake."""
 
     checks: list[CheckSpec] = Field(default_factory=list)
+    stages: list[StageSpec] = Field(
+        default_factory=list,
+        description="stages in order (default: smoke = health; functional = e2e, dast and other kinds; load = "
+                    "exclusive checks; monitoring = sentry, prometheus)",
+    )
+    fail_fast: bool = Field(
+        default=True, description="the first blocking result cancels the running checks (false: wait for all, "
+                                  "the old behaviour, kept as the benchmark's baseline)",
+    )
+    bake_s: float = Field(default=0, ge=0, le=86400, description="after the stages pass, keep watching this long")
+    bake_interval_s: float = Field(default=30, gt=0, le=3600, description="a bake round starts this often")
+    bake_checks: list[str] | None = Field(
+        default=None, description="checks repeated during the bake (default: the health, sentry, prometheus ones)"
+    )
+
+    def stage_plan(self) -> list[StageSpec]:
+        """The stages as they run: the declared ones, or the default grouping by kind (empty stages left out)."""
+        if self.stages:
+            return list(self.stages)
+        groups: dict[str, list[str]] = {name: [] for name in DEFAULT_STAGES}
+        for c in self.checks:
+            groups["load" if c.exclusive else STAGE_OF_KIND.get(c.kind, "functional")].append(c.name)
+        return [StageSpec(name=n, checks=cs) for n, cs in groups.items() if cs]
+
+    def baked(self) -> list[str]:
+        """Names of the checks the bake repeats (none when `bake_s` is 0)."""
+        if not self.bake_s:
+            return []
+        if self.bake_checks is not None:
+            return list(self.bake_checks)
+        return [c.name for c in self.checks if c.kind in BAKE_KINDS]
+
+    @model_validator(mode="after")
+    def _stages(self) -> ValidationSpec:
+        known = [c.name for c in self.checks]
+        seen: dict[str, str] = {}
+        for i, st in enumerate(self.stages):
+            if [s.name for s in self.stages].count(st.name) > 1:
+                raise ValueError(f"stages[{i}].name: duplicate stage {st.name!r}")
+            for name in st.checks:
+                if name not in known:
+                    raise ValueError(f"stages[{i}].checks: unknown check {name!r}")
+                if name in seen:
+                    raise ValueError(f"stages[{i}].checks: {name!r} is already in stage {seen[name]!r}")
+                seen[name] = st.name
+        missing = [n for n in known if n not in seen]
+        if self.stages and missing:
+            raise ValueError(f"stages: checks in no stage: {', '.join(missing)}")
+        for name in self.bake_checks or []:
+            if name not in known:
+                raise ValueError(f"bake_checks: unknown check {name!r}")
+        return self
 
 
 class WarmupRequest(_Strict):

@@ -75,11 +75,13 @@ class DeployResult(BaseModel):
 
 
 class Outcome(StrEnum):
-    """A check's verdict: PASSED, FAILED (roll back / refuse) or ERROR (could not measure)."""
+    """A check's verdict: PASSED, FAILED (roll back / refuse) or ERROR (could not measure); CANCELLED: stopped or
+    never started because another check failed first (fail fast)."""
 
     PASSED = "PASSED"
     FAILED = "FAILED"
     ERROR = "ERROR"
+    CANCELLED = "CANCELLED"
 
 
 class Severity(StrEnum):

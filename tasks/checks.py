@@ -4,18 +4,63 @@ providers/checks/base.py, bounds its time and turns what it could not measure in
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import Any, cast
 
 from prefect import task
+from prefect.client.schemas.objects import State
 from prefect.logging import get_run_logger
+from prefect.states import Cancelled, Completed, Failed
 
 from deployments.spec import CheckSpec
 from providers.checks.base import Check, CheckInput
+from providers.errors import AevonError
 from providers.models import CheckResult, Outcome
-from tasks.common import TASK_DEFAULTS
+from tasks.common import TASK_DEFAULTS, as_is
+from tasks.stop import StopSignal, until_stopped
 
 
 @task(name="check", task_run_name="{phase}-{spec.name}", **{**TASK_DEFAULTS, "retries": 0})
-async def run_check(check: Check, spec: CheckSpec, inp: CheckInput, phase: str) -> CheckResult:
+async def check_task(
+    check: Check, spec: CheckSpec, inp: CheckInput, phase: str, stop: StopSignal | None = None
+) -> State[CheckResult]:
+    """Measure (see `_measure`); the task run ends in a state that says the outcome: Completed when it PASSED,
+    Failed when it FAILED, Failed named "Error" for a blocking ERROR, Cancelled when `stop` fired first (another
+    check failed: the measurement is cancelled and its child processes killed). Each state carries the result."""
+    measured, stopped = await until_stopped(_measure(check, spec, inp, phase), stop)
+    if stopped or measured is None:
+        reason = stop.reason if stop is not None else "stopped"
+        result = CheckResult(name=spec.name, kind=spec.kind, outcome=Outcome.CANCELLED, summary=f"cancelled: {reason}")
+        return Cancelled(data=result, message=result.summary)
+    return outcome_state(measured, spec)
+
+
+def outcome_state(result: CheckResult, spec: CheckSpec) -> State[CheckResult]:
+    """The Prefect state a check's task run ends in, carrying `result` (Prefect UI: failed checks in red)."""
+    if result.outcome == Outcome.FAILED:
+        return Failed(data=result, message=f"FAILED: {result.summary}"[:500])
+    if result.outcome == Outcome.ERROR and is_blocking(result, spec):
+        return Failed(name="Error", data=result, message=f"ERROR: {result.summary}"[:500])
+    if result.outcome == Outcome.ERROR:
+        return Completed(name="ErrorIgnored", data=result, message=f"ERROR: {result.summary}"[:500])
+    return Completed(data=result, message=result.summary[:500])
+
+
+async def run_check(
+    check: Check, spec: CheckSpec, inp: CheckInput, phase: str, stop: StopSignal | None = None
+) -> CheckResult:
+    """Run `check` as a `check` task run named `<phase>-<name>` and return its result whatever state it ended in."""
+    call = check_task(as_is(check), spec, as_is(inp), phase, as_is(stop), return_state=True)
+    state = await cast(Awaitable[State[CheckResult]], call)  # an async task's call is a coroutine
+    data: Any = await state.aresult(raise_on_failure=False)
+    if isinstance(data, CheckResult):
+        return data
+    if isinstance(data, BaseException):  # the task run crashed outside the check (Prefect API ...)
+        raise data
+    raise AevonError(f"{phase} {spec.name}: its task run ended {state.name} without a result")
+
+
+async def _measure(check: Check, spec: CheckSpec, inp: CheckInput, phase: str) -> CheckResult:
     """Measure; re-run up to `spec.error_retries` times while the outcome is ERROR; apply `spec.on_error`."""
     attempts = 0
     while True:

@@ -16,10 +16,14 @@ class SleepSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     seconds: float = Field(default=1.0, ge=0)
     outcome: Outcome = Outcome.PASSED
+    fail_from_run: int = Field(default=0, ge=0)
 
 
 class SleepCheck(BaseCheck):
-    """Sleeps `settings.seconds` (default 1) and returns `settings.outcome` (default PASSED)."""
+    """Sleeps `settings.seconds` (default 1) and returns `settings.outcome` (default PASSED).
+
+    `settings.fail_from_run` (N): runs 1 .. N-1 pass, run N and later return FAILED (a regression during the bake).
+    """
 
     kind = "sleep"
 
@@ -28,10 +32,15 @@ class SleepCheck(BaseCheck):
         settings = ctx.settings(SleepSettings)
         self.seconds = settings.seconds
         self.outcome = settings.outcome
+        self.fail_from_run = settings.fail_from_run
+        self.runs = 0
 
     async def measure(self, inp: CheckInput) -> CheckResult:
+        self.runs += 1
         await asyncio.sleep(self.seconds)
-        return self.result(self.outcome, f"slept {self.seconds:.1f}s")
+        regressed = 0 < self.fail_from_run <= self.runs
+        return self.result(Outcome.FAILED if regressed else self.outcome,
+                           f"slept {self.seconds:.1f}s (run {self.runs})")
 
 
 def make_check(ctx: CheckContext) -> SleepCheck:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -185,14 +187,18 @@ class PerfCheck(BaseCheck):
         proc = await asyncio.create_subprocess_exec(
             python, "-m", RUNNER, cwd=ROOT, env=env,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # its own process group: killed whole when the check is cancelled (fail fast)
         )
         try:
             async with asyncio.timeout(self.settings.duration_s + STARTUP_ALLOWANCE_S):
                 out, err = await proc.communicate(json.dumps(self.plan(base_url)).encode())
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
             raise PermanentError("the locust runner did not finish in time", provider="locust") from None
+        finally:
+            if proc.returncode is None:  # timed out, or cancelled (another check failed): no load left running
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
         if proc.returncode != 0:
             tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
             raise PermanentError(f"the locust runner exited {proc.returncode}: {tail[0][:300]}", provider="locust")
