@@ -57,14 +57,15 @@ def prod_spec(repo: Path, world: str, keys: dict[str, tuple[Path, str]],  # noqa
     return spec
 
 
-async def paused_run(name: str, after: set[UUID] | None = None, timeout: float = 60) -> UUID:
-    """The id of the paused flow run called `name` (optionally one not in `after`)."""
+async def paused_run(name: str, spec_dir: Path, after: set[UUID] | None = None, timeout: float = 60) -> UUID:
+    """The id of the paused flow run called `name` of this test (its spec_dir; optionally one not in `after`)."""
     async with get_client() as client:
         for _ in range(int(timeout * 5)):
             runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
             for run in runs:
-                if run.name == name and (after is None or run.id not in after):
+                if (run.name == name and run.parameters.get("spec_dir") == str(spec_dir)
+                        and (after is None or run.id not in after)):
                     return run.id
             await asyncio.sleep(0.2)
     raise AssertionError(f"no paused run {name}")
@@ -102,10 +103,17 @@ async def refused_and_waiting(run_id: UUID, run_input: dict[str, Any], world: st
     assert not _WORLDS[world]["api"].deployments
 
 
-async def refusal_logs(run_id: UUID) -> list[str]:
+async def refusal_logs(run_id: UUID, expected: int) -> list[str]:
+    """The run's refusal log lines, once `expected` of them reached the API (logs are shipped in batches)."""
+    found: list[str] = []
     async with get_client() as client:
-        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
-    return [lg.message for lg in logs if lg.message.startswith("APPROVAL REFUSED")]
+        for _ in range(100):
+            logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+            found = [lg.message for lg in logs if lg.message.startswith("APPROVAL REFUSED")]
+            if len(found) >= expected:
+                break
+            await asyncio.sleep(0.2)
+    return found
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -120,7 +128,7 @@ async def test_only_a_signed_answer_of_a_listed_approver_deploys(
     world = f"appr-{tmp_path.name}"
     write_spec(tmp_path / "specs", "prod", prod_spec(repo, world, keys))
     task = asyncio.create_task(deploy_flow("prod", "v1", spec_dir=str(tmp_path / "specs"), return_state=True))
-    run_id = await paused_run("deploy-prod-v1")
+    run_id = await paused_run("deploy-prod-v1", tmp_path / "specs")
     assert not _WORLDS[world]["api"].deployments  # nothing deployed while waiting
     _, _, plan = await _paused_run(run_id)
     assert f"aevon-deploy approve {run_id} --as NAME --key" in plan  # the dialog says how to sign
@@ -135,7 +143,7 @@ async def test_only_a_signed_answer_of_a_listed_approver_deploys(
     tampered = await signed_answer(run_id, keys, "ana", approve=False, reason="freeze")
     await refused_and_waiting(run_id, {**tampered, "approve": True}, world)  # a signed reject turned into approve
     await refused_and_waiting(run_id, await signed_answer(run_id, keys, "sam", approver="sam.starter"), world)
-    kinds = [line.split("(", 1)[1].split(")", 1)[0] for line in await refusal_logs(run_id)]
+    kinds = [line.split("(", 1)[1].split(")", 1)[0] for line in await refusal_logs(run_id, 7)]
     assert kinds == ["not an approver", "missing signature", "unknown key", "bad signature", "bad signature",
                      "bad signature", "self-approval"]
     assert not task.done()
@@ -177,7 +185,7 @@ async def test_a_signature_pasted_in_the_form_counts(
     world = f"paste-{tmp_path.name}"
     write_spec(tmp_path / "specs", "prod", prod_spec(repo, world, keys))
     task = asyncio.create_task(deploy_flow("prod", "v1", spec_dir=str(tmp_path / "specs"), return_state=True))
-    run_id = await paused_run("deploy-prod-v1")
+    run_id = await paused_run("deploy-prod-v1", tmp_path / "specs")
     out = cli(str(run_id), "--as", "ops.oncall", "--key", str(keys["ops"][0]), "--reason", "go", "--print-signature")
     assert out.returncode == 0, out.stderr
     signature = out.stdout.strip()
@@ -196,7 +204,7 @@ async def test_reject_and_timeout_change_nothing(
     world = f"rej-{tmp_path.name}"
     write_spec(tmp_path, "prod", prod_spec(repo, world, keys))
     task = asyncio.create_task(deploy_flow("prod", "v1", spec_dir=str(tmp_path), return_state=True))
-    run_id = await paused_run("deploy-prod-v1")
+    run_id = await paused_run("deploy-prod-v1", tmp_path)
     # the starter may reject their own run
     await aresume_flow_run(run_id, run_input=await signed_answer(run_id, keys, "sam", approver="sam.starter",
                                                                  approve=False, reason="freeze week"))
@@ -208,7 +216,7 @@ async def test_reject_and_timeout_change_nothing(
     # refused answers only, then nobody: the run times out with nothing changed
     write_spec(tmp_path, "prod", prod_spec(repo, world, keys, timeout_s=12))
     task = asyncio.create_task(deploy_flow("prod", "v1", spec_dir=str(tmp_path), return_state=True))
-    run_id = await paused_run("deploy-prod-v1", after={run_id})
+    run_id = await paused_run("deploy-prod-v1", tmp_path, after={run_id})
     await refused_and_waiting(run_id, await signed_answer(run_id, keys, "mallory"), world)
     report = await report_of(await task)
     assert report.outcome == DeployOutcome.REFUSED and "no approval within 12s" in str(report.error)
@@ -223,7 +231,7 @@ async def test_environment_stays_locked_while_waiting(
     world = f"lockw-{tmp_path.name}"
     write_spec(tmp_path, "prod", prod_spec(repo, world, keys))
     first = asyncio.create_task(deploy_flow("prod", "v1", spec_dir=str(tmp_path), return_state=True))
-    run_id = await paused_run("deploy-prod-v1")
+    run_id = await paused_run("deploy-prod-v1", tmp_path)
     second = asyncio.create_task(deploy_flow("prod", "v2", spec_dir=str(tmp_path), return_state=True))
     await asyncio.sleep(4)
     assert not second.done()
@@ -233,7 +241,7 @@ async def test_environment_stays_locked_while_waiting(
     assert v2 and all(r.state is not None and r.state.is_running() for r in v2)  # waiting for the lock, not paused
     await aresume_flow_run(run_id, run_input=await signed_answer(run_id, keys, "ana", reason="go"))
     assert (await report_of(await first)).outcome == DeployOutcome.SUCCEEDED
-    run2 = await paused_run("deploy-prod-v2")  # only now does the second run reach its own gate
+    run2 = await paused_run("deploy-prod-v2", tmp_path)  # only now does the second run reach its own gate
     await aresume_flow_run(run2, run_input=await signed_answer(run2, keys, "ana", reason="go"))
     second_report = await report_of(await second)
     assert second_report.outcome == DeployOutcome.SUCCEEDED

@@ -366,11 +366,11 @@ async def test_serve_creates_the_notifications(stack: Stack, monkeypatch: pytest
         # 2. rolled back (the text of the automation docs/prefect-ui.md always showed)
         text = await _notified(stack.api, Event(event="aevon.deploy.rolled-back", resource={
             **resource, "aevon.outcome": "rolled_back"}, payload={**base, "error": "validation failed: api-health"}),
-            "rolled back")
+            "aevon.environment.staging rolled back")
         assert "aevon.environment.staging rolled back" in text and "v9.9.9" in text and "api-health" in text
         # 3. refused, 4. waiting for approval
         text = await _notified(stack.api, Event(event="aevon.deploy.refused", resource=resource, payload={
-            **base, "error": "gates failed: ci: 2 checks red"}), "refused")
+            **base, "error": "gates failed: ci: 2 checks red"}), "to aevon.environment.staging refused")
         assert "gates failed: ci: 2 checks red" in text
         text = await _notified(stack.api, Event(event="aevon.deploy.awaiting-approval", resource=resource, payload={
             **base, "approvers": "ana.lead, ops.oncall", "timeout_s": 3600,
