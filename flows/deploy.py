@@ -25,6 +25,7 @@ from flows.records import github_finished, github_started
 from flows.report import ApprovalRecord, DeployOutcome, DeployReport, render_markdown
 from flows.rollback import rollback_subflow, undo_release
 from flows.runtime import Runtime, build_runtime
+from flows.validation import validate
 from providers.checks.base import CheckInput
 from providers.errors import AevonError, ConfigError
 from providers.models import DeployStatus, Release, ServiceVersion, utcnow
@@ -34,7 +35,6 @@ from tasks.checks import is_blocking, run_check
 from tasks.common import as_is
 from tasks.database import apply_migrations, plan_migrations
 from tasks.services import ServiceChange, deploy_service, describe_error
-from tasks.validation import run_stage
 from tasks.warmup import warm_up
 
 LEDGER_STATUS = {
@@ -47,6 +47,15 @@ LEDGER_STATUS = {
 EVENTS = {
     DeployOutcome.SUCCEEDED: "aevon.deploy.succeeded",
     DeployOutcome.ROLLED_BACK: "aevon.deploy.rolled-back",
+}
+
+
+STATE_NAMES = {  # the deploy flow run's final state name (its type: Completed or Failed)
+    DeployOutcome.SUCCEEDED: "Completed",
+    DeployOutcome.REFUSED: "Refused",
+    DeployOutcome.ROLLED_BACK: "RolledBack",
+    DeployOutcome.ROLLBACK_FAILED: "RollbackFailed",
+    DeployOutcome.FAILED: "Failed",
 }
 
 
@@ -162,7 +171,8 @@ async def _finish(report: DeployReport) -> State[DeployReport]:
     emit_outcome(report)  # aevon.deploy.<outcome>: payload in flows/notify.py, automations in deployments/automations
     if report.outcome == DeployOutcome.SUCCEEDED:
         return Completed(data=report, message="deployed")
-    return Failed(data=report, message=f"{report.outcome}: {report.error or ''}".strip(": "))
+    return Failed(data=report, name=STATE_NAMES[report.outcome],  # the Prefect UI names what happened
+                  message=f"{report.outcome}: {report.error or ''}".strip(": "))
 
 
 async def _compensate(rt: Runtime, ledger: Ledger, report: DeployReport) -> None:
@@ -345,14 +355,10 @@ async def _validate(
 ) -> None:
     if not rt.checks:
         return
-    with report.step("validation") as st:
-        inp = CheckInput(release=release, services=services, checkout_dir=checkout)
-        report.checks = await run_stage(rt.checks, inp)  # parallel; `exclusive` checks (perf smoke) after, alone
-        failed = [r for (s, _), r in zip(rt.checks, report.checks, strict=True) if is_blocking(r, s)]
-        st.detail = f"{len(report.checks) - len(failed)}/{len(report.checks)} passed"
-        if failed:
-            st.outcome = "failed"
-            raise NeedsRollback("validation failed: " + "; ".join(f"{r.name}: {r.summary}" for r in failed))
+    inp = CheckInput(release=release, services=services, checkout_dir=checkout)
+    failed = await validate(rt, report, inp)  # stages, fail fast, bake: flows/validation.py
+    if failed:
+        raise NeedsRollback("validation failed: " + "; ".join(f"{r.name}: {r.summary}" for r in failed))
 
 
 async def _rollback(rt: Runtime, report: DeployReport, release: Release, reason: str) -> None:
