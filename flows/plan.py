@@ -58,10 +58,20 @@ async def render_plan(rt: Runtime, ref: str | None) -> str:
                      f"{spec.warmup.concurrency} at a time, budget {spec.warmup.budget_s:g}s")
         n += 1
     if rt.checks:
-        alone = [f"{s.name} [{s.kind}]" for s, _ in rt.checks if s.exclusive]
-        lines.append(f"{n}. validation (parallel): " + ", ".join(f"{s.name} [{s.kind}]" for s, _ in rt.checks
-                                                                if not s.exclusive)
-                     + (f"; then alone: {', '.join(alone)}" if alone else ""))
+        v = spec.validation
+        kinds = {s.name: s for s, _ in rt.checks}
+        lines.append(f"{n}. validation in stages, each after the one before passed"
+                     + ("; the first failure cancels the rest and rolls back at once:" if v.fail_fast else
+                        " (fail_fast off: every check runs to its end):"))
+        for i, st in enumerate(v.stage_plan(), 1):
+            together = [f"{c} [{kinds[c].kind}]" for c in st.checks if not kinds[c].exclusive]
+            alone = [f"{c} [{kinds[c].kind}]" for c in st.checks if kinds[c].exclusive]
+            lines.append(f"     stage {i} {st.name}: " + (f"{', '.join(together)} (parallel)" if together else "")
+                         + ("; then alone: " if together and alone else "alone: " if alone else "")
+                         + ", ".join(alone))
+        if v.bake_s:
+            lines.append(f"     bake {v.bake_s:g}s: {', '.join(v.baked()) or 'no monitoring check'} "
+                         f"repeated every {v.bake_interval_s:g}s; a regression rolls back")
     rb = spec.rollback
     lines.append("on failure: " + ("rollback subflow: services back to their previous versions in reverse order"
                                    + (", inverse migration" if rb.revert_migrations else "")

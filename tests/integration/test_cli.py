@@ -63,7 +63,8 @@ def test_plan_prints_the_dag_and_changes_nothing(tmp_path: Path, repo: Path, sta
     v2 = sha(repo, "v2")[:12]
     assert "Plan for dev @ v2" in text and f"commit {v2}" in text
     order = [text.index(s) for s in ("layer 1", "- api [memory] (none) → " + v2, "layer 2", "- web [memory]",
-                                     "warm-up: 2 request(s)", "validation (parallel): check-api [sleep], check-web")]
+                                     "warm-up: 2 request(s)", "validation in stages",
+                                     "stage 1 functional: check-api [sleep], check-web [sleep] (parallel)")]
     assert order == sorted(order)
     assert "on failure: rollback subflow" in text
     assert not (state_dir / "artifacts").exists()
