@@ -9,7 +9,7 @@ from typing import Literal, Protocol
 from providers.models import Release
 from providers.targets.base import ServiceTarget
 
-Fault = Literal["5xx", "429", "slow", "drop"]
+Fault = Literal["5xx", "429", "slow", "drop", "lost", "late"]
 
 
 def make_release(env: str, sha: str, release_id: str | None = None) -> Release:

@@ -32,6 +32,7 @@ class KubeHarnessBase:
         self.kube: FakeKubeApiServer | None = None
         self.tmp: Path | None = None
         self._services: set[str] = set()
+        self.overrides: dict[str, Any] = {}  # extra settings for the targets made from here on
 
     async def start(self, tmp: Path) -> None:
         self.tmp = tmp
@@ -67,6 +68,7 @@ class KubeHarnessBase:
             "poll_interval_s": 0.05,
             "api_backoff_s": 0.05,
             "request_timeout_s": 10,
+            **self.overrides,
         }
 
     def _context(self, service: str, provider: str, token: str, settings: dict[str, Any]) -> TargetContext:
@@ -92,6 +94,17 @@ class KubeHarnessBase:
 
     def inject_fault(self, fault: Fault, count: int) -> None:
         self._fake().inject_fault(fault, count)
+
+    def ambiguous_creates(self, fault: Fault, count: int) -> None:
+        """The next `count` PATCHes end ambiguously: "lost" (applied, connection closed) or "late" (applied after
+        the client's request timeout). Targets made from here on time out after 0.3 s."""
+        self._fake().late_s = 1.0
+        self.overrides["request_timeout_s"] = 0.3
+        self._fake().inject_fault(fault, count, creates_only=True)
+
+    def settle(self) -> None:
+        """Wait until every late call the fake holds has acted."""
+        assert self._fake().settle(), "late calls still in flight"
 
     def lose_create_answers(self, count: int) -> None:
         """The next `count` PATCHes are applied by the fake but their answers never arrive."""

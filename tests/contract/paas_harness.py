@@ -103,3 +103,14 @@ class PaasHarness(ABC):
     def lose_create_answers(self, count: int) -> None:
         """The next `count` create calls act at the vendor but their answers are lost (503)."""
         self.fake.lose_answers(count)
+
+    def ambiguous_creates(self, fault: Fault, count: int) -> None:
+        """The next `count` create (and rollback) calls end ambiguously: "lost" (acted, connection closed) or
+        "late" (acted after the client's request timeout). Targets made from here on time out after 0.3 s."""
+        self.fake.late_s = 1.0
+        self.overrides.update(request_timeout_s=0.3, create_settle_s=5.0)
+        self.fake.inject_fault(fault, count, creates_only=True)
+
+    def settle(self) -> None:
+        """Wait until every late call the fake holds has acted."""
+        assert self.fake.settle(), "late calls still in flight"

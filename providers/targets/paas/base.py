@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
@@ -48,6 +50,10 @@ class PaasSettings(BaseModel):
         default=VENDOR_BUDGET.backoff_s, ge=0, le=60, description="first retry wait (doubles each try)")
     max_wait_s: float = Field(default=VENDOR_BUDGET.max_wait_s, gt=0, le=600, description="longest single retry wait")
     history_limit: int = Field(default=20, ge=1, le=100, description="versions history() returns at most")
+    create_settle_s: float = Field(
+        default=60.0, ge=0, le=900, description="after a create or rollback call whose answer was lost or timed "
+        "out: how long to look for what the vendor may still be doing before asking again (a create that the "
+        "vendor applies after this is the one case that can still make a second deployment)")
 
     @field_validator("api_url")
     @classmethod
@@ -149,8 +155,28 @@ class PaasTarget(ABC):
     @abstractmethod
     async def history(self) -> list[ServiceVersion]: ...
 
+    async def _find_rollback(self, vendor_ref: str, to: ServiceVersion, since: datetime) -> DeployHandle | None:
+        """A rollback to `vendor_ref` asked for at or after `since` that the vendor shows (None: none, or the
+        vendor's rollback call is itself idempotent)."""
+        return None
+
+    async def _settle(self, look: Callable[[], Awaitable[DeployHandle | None]]) -> DeployHandle | None:
+        """After an ambiguous call: look every poll interval, for `create_settle_s` at most, for what it did."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.settings.create_settle_s
+        while True:
+            try:
+                found = await look()
+            except TransientError:
+                found = None
+            if found is not None or loop.time() >= end:
+                return found
+            await asyncio.sleep(min(self.settings.poll_interval_s, max(end - loop.time(), 0.0)))
+
     # -- the protocol --------------------------------------------------------------------------------------------
     async def deploy(self, release: Release) -> DeployHandle:
+        """Find the release's deployment or create it once; after a create whose answer was lost or timed out,
+        wait (bounded by `create_settle_s`) for the vendor's deployment to show before creating again."""
         valid_sha(release)
         last: TransientError | None = None
         for attempt in range(self.settings.attempts):
@@ -159,9 +185,14 @@ class PaasTarget(ABC):
                 return found
             try:
                 return await self._create(release)
-            except TransientError as exc:  # the vendor may or may not have acted: look again before resending
+            except TransientError as exc:  # the vendor may or may not have acted (or may act later): look first
                 last = exc
-                await asyncio.sleep(retry_wait(self.settings, attempt, exc))
+                if ambiguous(exc):
+                    found = await self._settle(lambda: self._find_release(release))
+                    if found is not None:
+                        return found
+                else:
+                    await asyncio.sleep(retry_wait(self.settings, attempt, exc))
         assert last is not None
         raise last
 
@@ -179,18 +210,52 @@ class PaasTarget(ABC):
             await asyncio.sleep(min(self.settings.poll_interval_s, max(timeout - elapsed, 0.0)))
 
     async def rollback(self, to: ServiceVersion) -> DeployHandle:
+        """Make `to` serve again: a no-op when it already does; a rollback call whose answer was lost or timed out
+        is followed by reading the vendor's state (the rollback it started, or `to` serving), then asked again
+        within the retry budget; never a second rollback while the first one shows."""
+        since = utcnow() - ReleaseIndex.SKEW
+        last: TransientError | None = None
+        for attempt in range(self.settings.attempts):
+            now = await self.current()
+            if now is not None and now.version == to.version and now.vendor_ref:
+                return self.handle(now.version, now.vendor_ref, release_id=now.release_id, url=now.url, noop=True)
+            ref = to.vendor_ref or next((v.vendor_ref for v in await self.history() if v.version == to.version),
+                                        None)
+            if not ref:
+                raise PermanentError(f"no earlier deployment of {to.version} to roll back to",
+                                     provider=self.provider, resource=f"service {self.service}")
+            found = await self._find_rollback(ref, to, since)
+            if found is not None:
+                return found
+            try:
+                return await self._rollback_to(ref, to)
+            except TransientError as exc:
+                last = exc
+                if ambiguous(exc):
+                    found = await self._settle(functools.partial(self._rollback_seen, ref, to, since))
+                    if found is not None:
+                        return found
+                else:
+                    await asyncio.sleep(retry_wait(self.settings, attempt, exc))
+        assert last is not None
+        raise last
+
+    async def _rollback_seen(self, vendor_ref: str, to: ServiceVersion, since: datetime) -> DeployHandle | None:
+        """The rollback the vendor shows, or `to` already serving (a no-op handle)."""
         now = await self.current()
         if now is not None and now.version == to.version and now.vendor_ref:
             return self.handle(now.version, now.vendor_ref, release_id=now.release_id, url=now.url, noop=True)
-        ref = to.vendor_ref or next((v.vendor_ref for v in await self.history() if v.version == to.version), None)
-        if not ref:
-            raise PermanentError(f"no earlier deployment of {to.version} to roll back to",
-                                 provider=self.provider, resource=f"service {self.service}")
-        return await self._rollback_to(ref, to)
+        return await self._find_rollback(vendor_ref, to, since)
 
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
+
+
+def ambiguous(exc: TransientError) -> bool:
+    """True when the vendor may have acted on a call that failed with `exc` (a lost answer, a timeout, a 5xx);
+    False when it said it did not (a 429 or 503 asking us to come back after Retry-After)."""
+    return exc.retry_after is None
 
 
 def status_of(table: dict[str, DeployStatus], value: str | None) -> DeployStatus:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import datetime
 from typing import Any
 
 from pydantic import Field
@@ -10,7 +11,15 @@ from pydantic import Field
 from providers.errors import PermanentError
 from providers.models import DeployHandle, DeployStatus, Release, ServiceVersion
 from providers.targets.base import TargetContext
-from providers.targets.paas.base import RELEASE_KEY, PaasSettings, PaasTarget, ShaTemplate, load, status_of
+from providers.targets.paas.base import (
+    RELEASE_KEY,
+    PaasSettings,
+    PaasTarget,
+    ShaTemplate,
+    load,
+    parse_time,
+    status_of,
+)
 
 STATUSES = {
     "PENDING": DeployStatus.PENDING,
@@ -156,6 +165,16 @@ class KoyebTarget(PaasTarget):
                                  resource=f"deployment {vendor_ref}")
         dep_id = await self._apply(definition, f"{self.res} rollback to {vendor_ref}")
         return self.handle(to.version, dep_id, release_id=to.release_id, kind="rollback", to=vendor_ref)
+
+    async def _find_rollback(self, vendor_ref: str, to: ServiceVersion, since: datetime) -> DeployHandle | None:
+        """A deployment of `to`'s version created since `since` (Update Service with the earlier definition)."""
+        for dep in await self._deployments():
+            created = parse_time(dep.get("created_at"))
+            if (self._version(dep).version == to.version and str(dep["id"]) != vendor_ref
+                    and created is not None and created >= since):
+                return self.handle(to.version, str(dep["id"]), release_id=to.release_id, kind="rollback",
+                                   to=vendor_ref)
+        return None
 
     async def current(self) -> ServiceVersion | None:
         active = (await self._service()).get("active_deployment_id")

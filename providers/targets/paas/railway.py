@@ -179,6 +179,16 @@ class RailwayTarget(IndexedTarget):
         return self.handle(to.version, new_ref, release_id=to.release_id, kind="rollback", to=vendor_ref,
                            note=RESTORES_VARIABLES)
 
+    async def _find_rollback(self, vendor_ref: str, to: ServiceVersion, since: datetime) -> DeployHandle | None:
+        """A deployment of `to`'s commit created since `since` (what deploymentRollback makes)."""
+        for dep in await self._deployments():
+            created = parse_time(dep.get("createdAt"))
+            if ((dep.get("meta") or {}).get("commitHash") == to.version and str(dep["id"]) != vendor_ref
+                    and created is not None and created >= since):
+                return self.handle(to.version, str(dep["id"]), release_id=to.release_id, kind="rollback",
+                                   to=vendor_ref, note=RESTORES_VARIABLES)
+        return None
+
     async def current(self) -> ServiceVersion | None:
         live = next((d for d in await self._deployments() if d.get("status") in SERVED), None)
         return await self._version(live) if live else None

@@ -200,6 +200,17 @@ class RenderTarget(IndexedTarget):
         return self.handle(to.version, str(dep["id"]), release_id=to.release_id, kind="rollback", to=vendor_ref,
                            warning=warning)
 
+    async def _find_rollback(self, vendor_ref: str, to: ServiceVersion, since: datetime) -> DeployHandle | None:
+        """A deploy with trigger `rollback` of `to`'s commit (or image) created since `since`."""
+        for dep in await self._deploys():
+            created = parse_time(dep.get("createdAt"))
+            version = (dep.get("commit") or {}).get("id") or (dep.get("image") or {}).get("ref")
+            if (dep.get("trigger") == "rollback" and version == to.version and str(dep.get("id")) != vendor_ref
+                    and created is not None and created >= since):
+                return self.handle(to.version, str(dep["id"]), release_id=to.release_id, kind="rollback",
+                                   to=vendor_ref)
+        return None
+
     async def current(self) -> ServiceVersion | None:
         live = await self._deploys(status="live", limit=1)
         return await self._version(live[0]) if live else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -203,10 +204,21 @@ class VercelTarget(PaasTarget):
                 provider=self.provider, resource=f"project {self.cfg.project}",
             )
         pid = await self.project_id()
-        await self.http.request("POST", self.url(f"/v1/projects/{pid}/rollback/{vendor_ref}"),
+        await self.http_once.request("POST", self.url(f"/v1/projects/{pid}/rollback/{vendor_ref}"),
                                 resource=f"project {self.cfg.project} rollback {vendor_ref}",
                                 **self._kw(description="aevon-deploy rollback"))
         return self.handle(to.version, vendor_ref, release_id=to.release_id, kind="rollback", url=to.url)
+
+    async def _find_rollback(self, vendor_ref: str, to: ServiceVersion, since: datetime) -> DeployHandle | None:
+        """Production: the project's alias job rolling back to `vendor_ref`, requested since `since`."""
+        if self.target != "production":
+            return None
+        job = (await self._project()).get("lastAliasRequest") or {}
+        asked = job.get("requestedAt")
+        if (job.get("type") == "rollback" and job.get("toDeploymentId") == vendor_ref
+                and isinstance(asked, int | float) and asked >= since.timestamp() * 1000):
+            return self.handle(to.version, vendor_ref, release_id=to.release_id, kind="rollback", url=to.url)
+        return None
 
     async def current(self) -> ServiceVersion | None:
         if self.target == "production":
