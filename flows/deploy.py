@@ -243,7 +243,7 @@ async def _gates(rt: Runtime, report: DeployReport, release: Release, checkout: 
         return
     with report.step("pre-deploy gates") as st:
         inp = CheckInput(release=release, services=await _current(rt), checkout_dir=checkout)
-        report.gates = list(await asyncio.gather(*(run_check(as_is(c), s, as_is(inp), "gate") for s, c in rt.gates)))
+        report.gates = list(await asyncio.gather(*(run_check(c, s, inp, "gate") for s, c in rt.gates)))
         failed = [r for (s, _), r in zip(rt.gates, report.gates, strict=True) if is_blocking(r, s)]
         st.detail = f"{len(report.gates) - len(failed)}/{len(report.gates)} passed"
         if failed:

@@ -156,7 +156,7 @@ async def _recheck(rt: Runtime, release_id: str, report: RollbackReport) -> None
     probe = Release(release_id=release_id, env=rt.spec.environment, ref="rollback", sha="0" * 40)
     inp = CheckInput(release=probe, services=services)
     health = [(spec, chk) for spec, chk in rt.checks if spec.kind == "health"]
-    results = await asyncio.gather(*(run_check(as_is(chk), spec, as_is(inp), "recheck") for spec, chk in health))
+    results = await asyncio.gather(*(run_check(chk, spec, inp, "recheck") for spec, chk in health))
     report.health = list(results)
     bad = [r.name for (spec, _), r in zip(health, results, strict=True) if is_blocking(r, spec)]
     if bad:
