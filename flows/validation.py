@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from prefect.logging import get_run_logger
 
 from flows.report import DeployReport, StepRecord
@@ -65,3 +67,20 @@ async def validate(rt: Runtime, report: DeployReport, inp: CheckInput) -> list[C
     if failed and stop is not None and stop.at is not None:
         get_run_logger().warning("validation: %s; rolling back now", stop.reason)
     return failed
+
+
+def time_to_rollback(report: DeployReport) -> float | None:
+    """Seconds from the failing validation result to the start of the rollback step, from the report's times
+    (None when validation did not fail or nothing was rolled back). A failure in a stage happened its check's
+    duration after the stage began; one during the bake, when the bake step ended."""
+    rollback = next((s for s in report.steps if s.name == "rollback"), None)
+    failed = next((s for s in report.steps if s.outcome == "failed" and s.name.startswith(("validation ", "bake "))),
+                  None)
+    if rollback is None or failed is None:
+        return None
+    if failed.name.startswith("bake "):
+        at = failed.started_at + timedelta(seconds=failed.duration_s)
+    else:
+        bad = [r.duration_s for r in report.checks if r.outcome in (Outcome.FAILED, Outcome.ERROR)]
+        at = failed.started_at + timedelta(seconds=min(bad, default=failed.duration_s))
+    return (rollback.started_at - at).total_seconds()

@@ -101,6 +101,29 @@ def deploy(ref: str, env: dict[str, str]) -> int:
     return subprocess.run([cli, "deploy", "dev", "--ref", ref], cwd=ROOT, env=env, check=False).returncode
 
 
+async def rollback_timing() -> str:
+    """The summary line of the last dev run (v3-broken): how soon its rollback began after the failing check."""
+    from deployments.settings import AevonSettings
+    from flows.report import DeployReport
+    from flows.validation import time_to_rollback
+    from providers.state.store import StateStore
+
+    try:
+        async with StateStore(AevonSettings().state_db_url) as store:
+            rows = await store.ledger.history("dev", 1)
+        report = DeployReport.model_validate(rows[0].report)
+    except Exception as exc:  # the summary must not fail the demo
+        return f"  time to rollback: unknown ({type(exc).__name__})"
+    delay = time_to_rollback(report)
+    rollback = next((s for s in report.steps if s.name == "rollback"), None)
+    if delay is None or rollback is None:
+        return f"  time to rollback: none ({report.ref} was not rolled back after a validation failure)"
+    failed = ", ".join(f"{r.name} {r.outcome}" for r in report.checks if r.outcome in ("FAILED", "ERROR"))
+    cancelled = sum(r.outcome == "CANCELLED" for r in report.checks)
+    return (f"  {report.ref}: rollback began {delay:.2f}s after {failed} ({cancelled} check(s) cancelled or not "
+            f"started), took {rollback.duration_s:.1f}s")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--stop", action="store_true", help="stop the demo's services and exit")
@@ -131,6 +154,7 @@ def main() -> int:
           " web on http://127.0.0.1:8102")
     if monitoring:
         print(f"  monitoring: {', '.join(monitoring)}")
+    print(asyncio.run(rollback_timing()))
     print(f"  Prefect UI: {env.get('PREFECT_API_URL', '').removesuffix('/api')}  |  stop everything: make stop")
     git = ["git", "-C", str(REPO), "rev-parse", "v2^{commit}"]
     v2 = subprocess.run(git, capture_output=True, text=True, check=True)

@@ -11,6 +11,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.deploy import deploy_flow, report_of
 from flows.report import DeployOutcome, DeployReport
+from flows.validation import time_to_rollback
 from providers.models import Outcome
 from tests.integration.envs import memory_spec, write_spec
 from tests.integration.flow_env import release_repo
@@ -59,6 +60,7 @@ async def test_a_failing_check_rolls_back_at_once_and_cancels_the_slow_ones(repo
     steps = [s.name for s in report.steps]
     assert steps.index("validation 1/2: functional") < steps.index("rollback")
     assert next(s for s in report.steps if s.name == "validation 2/2: load").outcome == "not started"
+    assert time_to_rollback(report) is not None  # the report's times say when the rollback began (demo summary)
     active = _WORLDS[world]["api"]
     assert active.deployments[str(active.active)].version == sha(repo, "v1")
 

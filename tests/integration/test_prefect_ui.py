@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 SHOTS = ROOT / "test-artifacts" / "prefect-ui"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
-FINAL = ("Completed", "Failed", "Crashed", "Cancelled")
+FINAL = ("Completed", "Failed", "Crashed", "Cancelled", "Refused", "RolledBack", "RollbackFailed")  # names
 RUN_TIMEOUT_MS = 240_000  # a bound on waiting for a flow run (worker start included), never asserted on
 
 
@@ -246,12 +246,12 @@ async def test_staging_and_prod_approval_through_the_prefect_ui(stack: Stack) ->
         line = next(ln for ln in history.stdout.splitlines() if row["release_id"] in ln)
         assert "succeeded" in line and APPROVER in line and "v1.0.0" in line
 
-        # 3. prod v1.1.0 (passed staging as `main`), rejected in the dialog: Failed, refused, nothing changed
+        # 3. prod v1.1.0 (passed staging as `main`), rejected in the dialog: Refused (a Failed type), nothing changed
         rejected = await run_from_deployment_page(page, stack, "deploy-prod/deploy-prod", "v1.1.0",
                                                   "08-prod-custom-run-v1.1.0")
         await answer_in_ui(page, stack, rejected, approve=False, reason="change freeze",
                            shot_name="09-prod-resume-dialog-reject")
-        await settles_in(page, rejected, "Failed")
+        await settles_in(page, rejected, "Refused")  # the state's name, what the UI's badge shows
         await log_line_shown(page, "REFUSED: rejected by ana.lead: change freeze; nothing was changed")
         await shot(page, "10-prod-v1.1.0-rejected")
         run = await flow_run(rejected)
