@@ -64,8 +64,12 @@ def _from_prefect_block(name: str) -> SecretStr | None:
     return SecretStr(str(block.get()))
 
 
-def resolve_secrets(spec: EnvironmentSpec, spec_file: Path, env_file_dir: Path | None = None) -> dict[str, SecretStr]:
+def resolve_secrets(
+    spec: EnvironmentSpec, spec_file: Path, env_file_dir: Path | None = None, missing: dict[str, str] | None = None
+) -> dict[str, SecretStr]:
     """Every secret the spec names, as SecretStr; SecretMissing names the spec file, field path and where we looked.
+
+    With `missing` (plan, status), unset secrets are collected there (name -> message) and left out instead.
 
     Looks in: the process environment, `.env.<env>` (in `env_file_dir`, default the current directory), and
     Prefect Secret blocks when AEVON_PREFECT_SECRETS=1.
@@ -83,11 +87,15 @@ def resolve_secrets(spec: EnvironmentSpec, spec_file: Path, env_file_dir: Path |
         raw = os.environ.get(name) or from_file.get(name)
         value = SecretStr(raw) if raw else _from_prefect_block(name)
         if value is None or not value.get_secret_value():
-            raise SecretMissing(
+            err = SecretMissing(
                 f"secret {name} is not set (looked in the environment, {env_file.name}"
                 f"{', Prefect Secret blocks' if os.environ.get('AEVON_PREFECT_SECRETS') == '1' else ''})",
                 f"{spec_file}: {where}",
             )
+            if missing is None:
+                raise err
+            missing[name] = str(err)
+            continue
         check_value(name, value.get_secret_value(), [f"{spec_file}: {w}" for w in uses.get(name, [where])])
         out[name] = value
     return out

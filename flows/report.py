@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from providers.errors import AevonError, ConfigError
 from providers.migrators.base import MigrationPlan
 from providers.models import CheckResult, utcnow
 from tasks.services import ServiceChange
+
+log = logging.getLogger("aevon.run")  # forwarded to the run's Logs (flows/observe.py)
+StepListener = Callable[["StepRecord", bool], None]  # (step, finished): the CLI's live progress
+_listeners: list[StepListener] = []
+
+
+def add_step_listener(listener: StepListener) -> Callable[[], None]:
+    """Call `listener` when a step of any report in this process starts and finishes; returns the remover."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener)
+
+
+def _announce(rec: StepRecord, finished: bool) -> None:
+    if finished:
+        log.log(logging.INFO if rec.outcome == "ok" else logging.WARNING, "step %s finished: %s in %.1fs%s",
+                rec.name, rec.outcome, rec.duration_s, f" ({rec.detail})" if rec.detail else "")
+    else:
+        log.info("step %s started", rec.name)
+    for listener in list(_listeners):
+        try:
+            listener(rec, finished)
+        except Exception:  # noqa: S112 - a display must never break a deploy
+            continue
 
 
 class DeployOutcome(StrEnum):
@@ -75,6 +100,7 @@ class DeployReport(BaseModel):
     sha: str | None = None
     release_id: str | None = None
     flow_run_id: str | None = None
+    started_by: str | None = None  # Prefect user / deployment / automation, or the OS user of a CLI run
     outcome: DeployOutcome = DeployOutcome.SUCCEEDED
     error: str | None = None
     started_at: datetime = Field(default_factory=utcnow)
@@ -84,6 +110,8 @@ class DeployReport(BaseModel):
     approval: ApprovalRecord | None = None
     migration_plan: MigrationPlan | None = None
     migrations_applied: list[str] = Field(default_factory=list)
+    contract_applied: list[str] = Field(default_factory=list)  # the contract phase, after validation
+    contract_left: list[str] = Field(default_factory=list)  # contract migrations still to apply (next deploy)
     services: list[ServiceChange] = Field(default_factory=list)
     warmup: dict[str, float] = Field(default_factory=dict)
     checks: list[CheckResult] = Field(default_factory=list)
@@ -92,18 +120,23 @@ class DeployReport(BaseModel):
 
     @contextmanager
     def step(self, name: str) -> Iterator[StepRecord]:
-        """Time a step; its outcome is 'ok' unless the body sets another or raises."""
+        """Time a step; its outcome is 'ok' unless the body sets another or raises: 'refused' (bad input), 'failed'
+        (our errors; the message becomes the detail) or 'error' (unexpected). Announced when it starts and ends."""
         rec = StepRecord(name=name, started_at=utcnow(), duration_s=0.0, outcome="ok")
         t0 = time.monotonic()
+        _announce(rec, False)
         try:
             yield rec
         except BaseException as exc:
-            rec.outcome = "error"
-            rec.detail = rec.detail or type(exc).__name__
+            if rec.outcome == "ok":
+                rec.outcome = ("refused" if isinstance(exc, ConfigError) else "failed" if isinstance(exc, AevonError)
+                               else "error")
+            rec.detail = rec.detail or (str(exc)[:300] if isinstance(exc, AevonError) else type(exc).__name__)
             raise
         finally:
             rec.duration_s = time.monotonic() - t0
             self.steps.append(rec)
+            _announce(rec, True)
 
     @property
     def exit_code(self) -> int:
@@ -169,6 +202,11 @@ def render_markdown(r: DeployReport) -> str:
     if r.migration_plan is not None:
         lines += ["### Database", "", f"- pending: {', '.join(r.migration_plan.pending) or 'none'}",
                   f"- applied: {', '.join(r.migrations_applied) or 'none'}"]
+        if r.migration_plan.contract:
+            lines += [f"- expand phase (before the services): {', '.join(r.migration_plan.expand) or 'none'}",
+                      f"- contract phase (after validation): applied {', '.join(r.contract_applied) or 'none'}"]
+            lines += [f"- left to apply (the next deploy applies them): {', '.join(r.contract_left)}"] \
+                if r.contract_left else []
         lines += [f"- {f.severity}: {f.message}" for f in r.migration_plan.findings]
         lines.append("")
     lines += _services_table("Services", r.services)

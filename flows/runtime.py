@@ -74,15 +74,17 @@ def build_runtime(
     *,
     settings: AevonSettings,
     extra: dict[str, object] | None = None,
+    secrets: dict[str, SecretStr] | None = None,
 ) -> Runtime:
     """Load the spec, resolve its secrets and build every provider. Raises ConfigError before any side effect.
 
-    `settings` are the run's, built once at its entry (the CLI command or the flow).
+    `settings` are the run's, built once at its entry (the CLI command or the flow); `secrets`, when given, are used
+    instead of resolving them (plan and status pass placeholders for the missing ones and never act with them).
     """
     spec = load_spec(env, spec_dir)
     file = spec_path(env, spec_dir)
     registry = build_registry(settings.plugin_modules())
-    secrets = resolve_secrets(spec, file)
+    secrets = resolve_secrets(spec, file) if secrets is None else secrets
     state_dir = settings.state_dir.resolve()
     source = GitSource(spec.source.repo, state_dir / "checkouts")
     state = StateStore(settings.state_db_url)

@@ -8,6 +8,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+from datetime import datetime
 from pathlib import Path
 
 from providers.errors import ConfigError, PermanentError, TransientError
@@ -81,6 +82,11 @@ class GitSource:
         except PermanentError:
             return False
         return True
+
+    async def commit_time(self, sha: str) -> datetime:
+        """When commit `sha` was made (committer date; lead time for changes counts from it)."""
+        out = await _git(await self._local(), "show", "-s", "--format=%cI", require_sha(sha), "--")
+        return datetime.fromisoformat(out.strip())
 
     async def checkout(self, sha: str) -> Path:
         """A read-only-by-convention checkout of `sha` (cached: the same SHA is extracted once)."""

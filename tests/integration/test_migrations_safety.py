@@ -317,7 +317,7 @@ async def test_missing_database_url_is_refused_before_any_side_effect(
     report = await env.deploy("v1")
     assert report.outcome == DeployOutcome.REFUSED and report.exit_code == 3
     assert "secret DATABASE_URL is not set" in str(report.error) and "database.url_secret" in str(report.error)
-    assert report.release_id is None and report.steps[0].outcome == "error"
+    assert report.release_id is None and report.steps[0].outcome == "refused"
     [row] = await fetch(ledger_url, "SELECT to_regclass('aevon_releases') AS t")
     assert row["t"] is None  # the ledger was not even opened
     assert not (state_dir / "targets").exists()  # no service target was built

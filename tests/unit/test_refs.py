@@ -10,7 +10,7 @@ import yaml
 from deployments.settings import AevonSettings
 from deployments.spec import EnvironmentSpec, ServiceSpec, SourceSpec
 from flows.plan import render_plan
-from flows.runtime import build_runtime
+from flows.readonly import read_only_runtime
 from providers.errors import ConfigError
 from providers.source.refs import check_ref, is_full_sha, looks_like_sha, require_sha, validate_ref
 
@@ -84,11 +84,11 @@ async def test_plan_applies_the_environment_ref_pattern_like_deploy(tmp_path: Pa
             "services": [{"name": "api", "provider": "memory"}]}
     (tmp_path / "prod.yaml").write_text(yaml.safe_dump(spec))
     monkeypatch.setenv("AEVON_STATE_DIR", str(tmp_path / "state"))
-    rt = build_runtime("prod", tmp_path, settings=AevonSettings())
+    ro = read_only_runtime("prod", tmp_path, AevonSettings())
     try:
         with pytest.raises(ConfigError, match=r"'main' does not match the pattern 'v\\\\d\+' that environment prod"):
-            await render_plan(rt, "main")
+            await render_plan(ro, "main")
         with pytest.raises(ConfigError, match="malformed git ref"):
-            await render_plan(rt, "v1..v2")
+            await render_plan(ro, "v1..v2")
     finally:
-        await rt.aclose()
+        await ro.rt.aclose()

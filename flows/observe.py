@@ -1,0 +1,74 @@
+"""What the operator sees in Prefect: environment tags on every run, our loggers' lines in the run's Logs tab."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import socket
+import threading
+
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.logging.handlers import APILogHandler
+
+DOMAIN_LOGGERS = ("aevon", "providers", "flows", "tasks")  # providers.* modules, aevon.run / aevon.lock ...
+log = logging.getLogger("aevon.run")  # the domain lines: steps, versions, verdicts, what a rollback restored
+_lock = threading.Lock()
+
+
+class RunLogForwarder(APILogHandler):
+    """Prefect's API log handler, for records emitted inside a flow or task run only (never warns outside one)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if FlowRunContext.get() is None and TaskRunContext.get() is None and not getattr(record, "flow_run_id", None):
+            return
+        super().emit(record)
+
+
+def forward_domain_logs() -> None:
+    """Send INFO and above of our loggers to the current run's logs (idempotent; each flow entry calls it)."""
+    with _lock:
+        for name in DOMAIN_LOGGERS:
+            logger = logging.getLogger(name)
+            if not any(isinstance(h, RunLogForwarder) for h in logger.handlers):
+                logger.addHandler(RunLogForwarder(level=logging.INFO))
+            if logger.level == logging.NOTSET or logger.level > logging.INFO:
+                logger.setLevel(logging.INFO)
+
+
+def env_tags(env: str) -> list[str]:
+    """The tags every run of `env` carries (filter the Prefect UI's runs by environment)."""
+    return ["aevon", f"env:{env}"]
+
+
+async def tag_this_run(env: str) -> None:
+    """Add the environment tags to the current flow run, however it was started (CLI, UI, schedule, automation)."""
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return
+    tags = sorted({*ctx.flow_run.tags, *env_tags(env)})
+    if set(tags) == set(ctx.flow_run.tags):
+        return
+    from prefect.client.orchestration import get_client
+
+    try:
+        async with get_client() as client:
+            await client.update_flow_run(ctx.flow_run.id, tags=tags)
+        ctx.flow_run.tags = tags
+    except Exception as exc:  # tags are for finding runs; never fail a deploy over them
+        log.warning("could not tag the flow run with %s: %s", ", ".join(env_tags(env)), type(exc).__name__)
+
+
+def started_by() -> str:
+    """Who started the current run: the Prefect user or automation/deployment that created it, else the OS user."""
+    ctx = FlowRunContext.get()
+    run = ctx.flow_run if ctx is not None else None
+    if run is not None and run.created_by is not None:
+        who = run.created_by
+        return f"{who.type.lower() if who.type else 'prefect'} {who.display_value or who.id}".strip()
+    if run is not None and run.deployment_id is not None:
+        return "schedule of its deployment" if run.auto_scheduled else "its Prefect deployment (UI or API)"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown user"
+    return f"{user}@{socket.gethostname()}"
