@@ -9,7 +9,19 @@ from typing import Protocol, runtime_checkable
 from pydantic import BaseModel, Field, SecretStr
 
 from deployments.spec import DatabaseSpec
+from providers.errors import PermanentError
 from providers.models import Finding
+
+
+class MigrationLocked(PermanentError):
+    """A migration waited longer than lock_timeout on every attempt; nothing of it was applied. `applied`: the
+    migrations applied before it by the same call; `blockers`: the sessions that held the lock, described."""
+
+    def __init__(self, message: str, *, provider: str, resource: str, applied: list[str],
+                 blockers: list[str]) -> None:
+        self.applied = applied
+        self.blockers = blockers
+        super().__init__(message, provider=provider, resource=resource)
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,12 @@ class MigrationPlan(BaseModel):
     inverse_steps: dict[str, str] = Field(default_factory=dict)  # per pending migration: its own down script
     inverse_loses_data: bool = False
     inverse_preconditions: list[str] = Field(default_factory=list)  # what the data must satisfy for the inverse
+    expand: list[str] = Field(default_factory=list)  # applied before the services (providers/migrators/phases.py)
+    contract: list[str] = Field(default_factory=list)  # applied after validation and the bake passed
+
+    def phase_of(self, migration: str) -> str:
+        """"contract" or "expand" (pending migrations not split into phases are expand)."""
+        return "contract" if migration in self.contract else "expand"
 
 
 class MigrationResult(BaseModel):
@@ -74,8 +92,12 @@ class Migrator(Protocol):
         """Data the inverse would destroy now: table or column -> rows holding values a re-apply cannot restore."""
         ...
 
-    async def apply(self, checkout: Path) -> MigrationResult:
-        """Apply pending migrations (idempotent: nothing pending -> nothing done)."""
+    async def apply(
+        self, checkout: Path, only: list[str] | None = None, forget_failed: bool = False
+    ) -> MigrationResult:
+        """Apply pending migrations (idempotent: nothing pending -> nothing done); `only`: just these, which must be
+        the first pending ones (the expand phase), each within the spec's lock and statement timeouts.
+        `forget_failed`: a migration that fails whole (one transaction) is left pending, not failed."""
         ...
 
     async def inverse_preconditions(self, inverse_sql: str | None) -> list[str]:

@@ -154,6 +154,7 @@ class _Batch:
     new_functions: set[str] = field(default_factory=set)
     defaults: set[tuple[str, str]] = field(default_factory=set)
     statements_in: dict[str, int] = field(default_factory=dict)
+    unique_indexes: set[str] = field(default_factory=set)  # unique indexes/constraints known (applied or earlier)
 
     def is_new(self, kind: OT, names: list[str]) -> bool:
         """Every one of `names` (dotted) of object kind `kind` was created earlier in this deploy."""
@@ -164,12 +165,16 @@ class _Batch:
         return known is not None and bool(names) and all(n.rsplit(".", 1)[-1] in known for n in names)
 
 
-def classify(migrations: Iterable[tuple[str, str]], *, fresh: bool = False) -> list[Classified]:
+def classify(
+    migrations: Iterable[tuple[str, str]], *, fresh: bool = False, unique: Iterable[str] = ()
+) -> list[Classified]:
     """Classify every statement of `migrations` ((name, sql) in apply order); `fresh`: into an empty database.
 
-    A migration.sql the parser rejects yields one INVALID item (at the error's line) and the others go on.
+    `unique`: names of the unique indexes and constraints that exist already (created by applied migrations), so
+    that dropping one is told apart from dropping a plain index. A migration.sql the parser rejects yields one
+    INVALID item (at the error's line) and the others go on.
     """
-    batch = _Batch(fresh=fresh)
+    batch = _Batch(fresh=fresh, unique_indexes=set(unique))
     parsed: list[tuple[str, list[Statement] | SqlParseError]] = []
     for name, sql in migrations:
         try:
@@ -248,7 +253,8 @@ def _index(n: Any, st: Statement, b: _Batch) -> tuple[Category, str]:
         return Category.ADDITIVE, f"creates an index on {table}, a table new in this deploy"
     index = "a unique index" if n.unique else "an index"
     return Category.LOCKING, (f"creates {index} on existing table {table} without CONCURRENTLY: writes to it "
-                              "block until the index is built")
+                              "block until the index is built; build it with CREATE INDEX CONCURRENTLY in a "
+                              "migration of its own")
 
 
 def _alter_table(n: Any, b: _Batch) -> list[tuple[Category, str]]:
@@ -285,8 +291,10 @@ def _alter_table(n: Any, b: _Batch) -> list[tuple[Category, str]]:
             out.append((Category.ADDITIVE, f"{'sets' if cmd.def_ is not None else 'drops'} the default of "
                         f"{table}.{col}"))
         elif sub == AT.AT_DropConstraint:
+            unique = " (unique: once duplicates exist its inverse cannot re-create it)" if col in b.unique_indexes \
+                else ""
             out.append((Category.DESTRUCTIVE, f"drops constraint {col} of {table}: what it guaranteed is no "
-                        "longer enforced"))
+                        f"longer enforced{unique}"))
         elif sub == AT.AT_AddConstraint:
             out.append(_add_constraint(cmd.def_, table))
         elif sub == AT.AT_ValidateConstraint:
@@ -353,6 +361,9 @@ def _drop(n: Any, b: _Batch) -> tuple[Category, str, bool]:
     label = _DROPPED_KIND.get(kind, kind.name.removeprefix("OBJECT_").lower())
     if b.is_new(kind, names) or (b.fresh and n.missing_ok):
         return Category.ADDITIVE, f"drops {label} {target}, new in this deploy (or never created)", False
+    if kind == OT.OBJECT_INDEX and any(x.rsplit(".", 1)[-1] in b.unique_indexes for x in names):
+        return Category.DESTRUCTIVE, (f"drops unique index {target}: uniqueness is no longer enforced, and once "
+                                      "duplicates exist its inverse cannot re-create it"), False
     if kind == OT.OBJECT_INDEX:
         if n.concurrent:
             return Category.ADDITIVE, f"drops index {target} concurrently", False
@@ -393,15 +404,29 @@ def _remember(n: Any, b: _Batch) -> None:
         b.new_sequences.add(str(seq.relname))
     elif isinstance(n, ast.CreateFunctionStmt):
         b.new_functions.add(_names(n.funcname)[-1])
+    b.unique_indexes.update(unique_indexes_of(n))
+
+
+def unique_indexes_of(n: Any) -> set[str]:
+    """Names of the unique indexes and constraints statement `n` creates (CREATE UNIQUE INDEX, ADD UNIQUE)."""
+    if isinstance(n, ast.IndexStmt) and n.unique and n.idxname:
+        return {str(n.idxname)}
+    if isinstance(n, ast.AlterTableStmt):
+        return {str(c.def_.conname) for c in n.cmds or () if c.subtype == AT.AT_AddConstraint
+                and isinstance(c.def_, ast.Constraint) and c.def_.contype in (CT.CONSTR_UNIQUE, CT.CONSTR_PRIMARY)
+                and c.def_.conname}
+    return set()
 
 
 def _serial(cd: Any) -> bool:
     return cd.typeName is not None and _names(cd.typeName.names)[-1].lower() in _SERIAL
 
 
-def findings(migrations: Iterable[tuple[str, str]], *, fresh: bool = False) -> list[Finding]:
+def findings(
+    migrations: Iterable[tuple[str, str]], *, fresh: bool = False, unique: Iterable[str] = ()
+) -> list[Finding]:
     """Findings of every statement (an INVALID finding for a migration.sql that does not parse)."""
-    return [c.finding() for c in classify(migrations, fresh=fresh)]
+    return [c.finding() for c in classify(migrations, fresh=fresh, unique=unique)]
 
 
 def loses_data(found: Iterable[Finding]) -> bool:

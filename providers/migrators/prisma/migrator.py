@@ -6,14 +6,18 @@ import asyncio
 import hashlib
 import logging
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from pglast.ast import TransactionStmt
+
 from providers.errors import PermanentError, TransientError
-from providers.migrators import classify
+from providers.migrators import classify, phases
 from providers.migrators.base import MigrationPlan, MigrationResult, MigrationStatus, MigratorContext
+from providers.migrators.prisma import apply as lock_safe
 from providers.migrators.prisma import consistency, inverse, schema_file
 from providers.migrators.prisma.history import MigrationRow, MigrationsTable, summarize
 from providers.migrators.prisma.inverse import ShadowApplyFailed
@@ -130,14 +134,16 @@ class PrismaMigrator:
         migrations = self._paths(checkout)[1]
         forward = [(m, (migrations / m / "migration.sql").read_text(errors="replace")) for m in status.pending]
         judged = await inverse.judge(forward, findings, steps, self.inverse_footprint)
+        split = phases.split(forward, fresh=bool(fresh), unique=self._unique(checkout, status.pending))
         return MigrationPlan(
             pending=status.pending,
-            findings=findings + judged.findings,
+            findings=findings + judged.findings + split.findings,
             destructive=classify.is_destructive(findings),
             inverse_sql=inverse.compose(judged.steps, status.pending) if judged.steps else None,
             inverse_steps=judged.steps,
             inverse_loses_data=judged.loses_data,
             inverse_preconditions=judged.preconditions,
+            expand=split.expand, contract=split.contract,
         )
 
     async def readiness(self, checkout: Path, status: MigrationStatus) -> list[Finding]:
@@ -156,20 +162,52 @@ class PrismaMigrator:
         async with self.table.connection("inverse footprint") as conn:
             return await inverse.footprint(conn, targets)
 
-    async def apply(self, checkout: Path) -> MigrationResult:
-        """`prisma migrate deploy`; returns the migrations this call applied (table before/after).
+    async def apply(
+        self, checkout: Path, only: list[str] | None = None, forget_failed: bool = False
+    ) -> MigrationResult:
+        """`prisma migrate deploy` under the spec's lock and statement timeouts; returns what this call applied.
 
-        Idempotent: nothing pending -> nothing applied. A migration PostgreSQL refuses -> PermanentError with
-        Prisma's (scrubbed) output; a database that cannot be reached -> TransientError.
+        `only`: apply just these, which must be the first pending migrations (the expand phase): Prisma then sees a
+        copy of the folder without the others. Each migration script runs whole in one transaction; one that waits
+        longer than `lock_timeout_ms` for a lock fails whole and is retried (`lock_retries`, doubling backoff), then
+        MigrationLocked names the blocking session. Idempotent: nothing pending -> nothing applied. A migration
+        PostgreSQL refuses -> PermanentError with Prisma's (scrubbed) output; an unreachable database ->
+        TransientError.
         """
-        self.local_migrations(checkout)  # validates the paths before anything runs
-        before = _applied_names(await self.table.rows())
-        cli = await self._cli(checkout, "migrate", "deploy")
+        local = self.local_migrations(checkout)  # validates the paths before anything runs
+        rows = await self.table.rows()
+        before = _applied_names(rows)
+        migrations_dir: Path | None = None
+        if only is not None:
+            pending = [n for n in local if n not in before]
+            if only != pending[:len(only)]:
+                raise PermanentError(f"cannot apply {only} alone: the first pending migrations are "
+                                     f"{pending[:len(only)]}", provider=PROVIDER, resource="migrate deploy")
+            if only != pending:
+                keep = [n for n in local if n in before or n in only]
+                migrations_dir = lock_safe.subset_dir(self._paths(checkout)[1], keep, self.ctx.state_dir)
+
+        async def run(app_name: str) -> CliResult:
+            extra = {"PGAPPNAME": app_name, "PGOPTIONS": lock_safe.pg_options(self.ctx.spec)}
+            return await self._cli(checkout, "migrate", "deploy", migrations_dir=migrations_dir, extra_env=extra)
+
+        async def applied_now() -> set[str]:
+            return _applied_names(await self.table.rows())
+
+        try:
+            cli, _, attempts = await lock_safe.deploy_with_retries(self.ctx.spec, self.table, run, applied_now)
+        finally:
+            if migrations_dir is not None:
+                shutil.rmtree(migrations_dir.parent, ignore_errors=True)
         if cli.returncode != 0:
+            if forget_failed:  # the contract phase: leave it pending for the next deploy, not failed
+                await lock_safe.forget_failed(self.table, [r.name for r in await self.table.rows() if r.failed
+                                                           and self._one_transaction(checkout, r.name)])
             self._raise(cli, "migrate deploy")
         after = await self.table.rows()
         new = [r.name for r in sorted(after, key=_finish_order) if r.applied and r.name not in before]
-        log.info("prisma migrate deploy applied %d migration(s) in %.2fs: %s", len(new), cli.duration_s, new)
+        log.info("prisma migrate deploy applied %d migration(s) in %.2fs (%d attempt(s)): %s", len(new),
+                 cli.duration_s, attempts, new)
         return MigrationResult(applied=list(dict.fromkeys(new)), output=cli.output, duration_s=cli.duration_s)
 
     async def revert(self, checkout: Path, applied: list[str], inverse_sql: str | None) -> MigrationResult:
@@ -241,7 +279,22 @@ class PrismaMigrator:
         migrations = self._paths(checkout)[1]
         sources = [(m, (migrations / m / "migration.sql").read_text(errors="replace")) for m in pending
                    if (migrations / m / "migration.sql").is_file()]
-        return classify.findings(sources, fresh=fresh)
+        return classify.findings(sources, fresh=fresh, unique=self._unique(checkout, pending))
+
+    def _one_transaction(self, checkout: Path, name: str) -> bool:
+        """The migration's script holds no BEGIN/COMMIT of its own: a failure applied none of it."""
+        sql = self._paths(checkout)[1] / name / "migration.sql"
+        try:
+            return sql.is_file() and not any(isinstance(s.node, TransactionStmt)
+                                             for s in classify.split_statements(name, sql.read_text()))
+        except classify.SqlParseError:
+            return False
+
+    def _unique(self, checkout: Path, pending: list[str]) -> set[str]:
+        """Unique indexes and constraints the checkout's other (applied) migrations create."""
+        migrations = self._paths(checkout)[1]
+        return phases.unique_in((m, (migrations / m / "migration.sql").read_text(errors="replace"))
+                                for m in self.local_migrations(checkout) if m not in pending)
 
     async def _inverse_steps(self, checkout: Path, pending: list[str]) -> dict[str, str]:
         """Per pending migration its down script (providers/migrators/prisma/inverse.py), Prisma run from here."""
@@ -293,8 +346,9 @@ class PrismaMigrator:
             paths.append(path)
         return paths[0], paths[1]
 
-    def _env(self, checkout: Path) -> dict[str, str]:
+    def _env(self, checkout: Path, migrations_dir: Path | None = None) -> dict[str, str]:
         schema, migrations = self._paths(checkout)
+        migrations = migrations_dir or migrations
         env = child_env(keep=schema_file.env_names(schema))  # never the run's vendor tokens
         url = self.ctx.database_url.get_secret_value()
         # The datasource's url / directUrl env() names (POSTGRES_PRISMA_URL ...) are this database; other names the
@@ -311,14 +365,15 @@ class PrismaMigrator:
         )
         return env
 
-    async def _cli(self, checkout: Path, *args: str, stdin: str | None = None, split: bool = False) -> CliResult:
+    async def _cli(self, checkout: Path, *args: str, stdin: str | None = None, split: bool = False,
+                   migrations_dir: Path | None = None, extra_env: dict[str, str] | None = None) -> CliResult:
         prisma = self.toolkit_dir / "node_modules" / ".bin" / "prisma"
         if not prisma.exists():
             raise PermanentError(f"the Prisma toolkit is not installed: {SETUP_HINT}", provider=PROVIDER)
         argv = [str(prisma), *args, "--config", str(self.toolkit_dir / "prisma.config.ts")]
         started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=self.toolkit_dir, env=self._env(checkout),
+            *argv, cwd=self.toolkit_dir, env={**self._env(checkout, migrations_dir), **(extra_env or {})},
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE if split else asyncio.subprocess.STDOUT,
         )
