@@ -77,6 +77,9 @@ async def approval_summary(rt: Runtime, ledger: Ledger, release: Release, curren
         try:
             plan = await rt.migrator.plan(Path(release.checkout_dir), None)
             lines.append(f"**Migrations pending:** {', '.join(plan.pending) or 'none'}")
+            if plan.contract:
+                lines.append(f"- expand phase (before the services): {', '.join(plan.expand) or 'none'}; "
+                             f"contract phase (after validation): {', '.join(plan.contract)}")
             lines += [f"- {f.severity}: {f.message}" + (f" (`{f.location}`)" if f.location else "")
                       for f in plan.findings]
             if plan.destructive:

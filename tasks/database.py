@@ -8,7 +8,8 @@ from prefect import task
 
 from providers.errors import AevonError
 from providers.migrators.backup import BackupRecord, PgBackup
-from providers.migrators.base import MigrationPlan, MigrationResult, Migrator
+from providers.migrators.base import MigrationLocked, MigrationPlan, MigrationResult, Migrator
+from providers.migrators.prisma.inverse import compose
 from providers.models import Release
 from providers.state.backups import BackupCatalog, new_backup_id
 from providers.state.journal import JournalState, MigrationDetail, MigrationUndo
@@ -36,33 +37,63 @@ async def backup_database(
     return record
 
 
+CONTRACT_TARGET = "database:contract"  # the journal target of a contract phase (never reverted)
+
+
 @task(name="migrate", **DATABASE_TASK_DEFAULTS)
 async def apply_migrations(
     ledger: Ledger, release: Release, migrator: Migrator, checkout: Path, plan: MigrationPlan,
     backup_id: str | None = None,
 ) -> MigrationResult:
-    """Journal the pending migrations, their inverse and the backup id, then `migrate deploy`.
+    """Journal the expand phase's migrations, their inverse and the backup id, then `migrate deploy` them.
 
-    Right after applying, the journal also gets the inverse's footprint (rows in what the inverse would drop): the
-    rollback compares it with the footprint then, to tell data the new release wrote from data that was there.
+    The expand phase is every pending migration but the trailing contract-only ones (`plan.contract`), which wait
+    for `apply_contract`. Right after applying, the journal also gets the inverse's footprint (rows in what the
+    inverse would drop): the rollback compares it with the footprint then, to tell data the new release wrote
+    from data that was there.
     """
+    expand = [m for m in plan.pending if m not in plan.contract]
+    inverse_sql = plan.inverse_sql
+    if plan.contract and plan.inverse_sql is not None:  # the inverse of the expand phase only
+        inverse_sql = compose(plan.inverse_steps, expand)
     entry = await ledger.record_intent(
         release.release_id, "database",
-        MigrationUndo(pending=plan.pending, checkout=str(checkout), inverse_sql=plan.inverse_sql,
-                      inverse_steps=plan.inverse_steps, inverse_loses_data=plan.inverse_loses_data,
-                      backup_id=backup_id),
+        MigrationUndo(pending=expand, checkout=str(checkout), inverse_sql=inverse_sql,
+                      inverse_steps={m: s for m, s in plan.inverse_steps.items() if m in expand},
+                      inverse_loses_data=plan.inverse_loses_data, backup_id=backup_id),
     )
-    result = await migrator.apply(checkout)
+    try:
+        result = await migrator.apply(checkout, only=expand if plan.contract else None)
+    except MigrationLocked as exc:
+        if not exc.applied:  # nothing changed: the run is refused, there is nothing to undo
+            await ledger.mark(entry.id, JournalState.UNDONE, MigrationDetail(note="not applied: lock timeout"))
+        raise
     # A retried task (transient error after applying) applies nothing the second time: keep what the first did.
     result.applied = list(dict.fromkeys([*(entry.detail.applied or []), *result.applied]))
     await ledger.mark(entry.id, JournalState.DONE, MigrationDetail(applied=result.applied))
     baseline: dict[str, int] | None = {}
-    if plan.inverse_sql is not None and not plan.inverse_loses_data:
+    if inverse_sql is not None and not plan.inverse_loses_data:
         try:
-            baseline = await migrator.inverse_footprint(plan.inverse_sql)
+            baseline = await migrator.inverse_footprint(inverse_sql)
         except AevonError:
             baseline = None  # unknown: the rollback then counts every row there as written by the new release
     await ledger.mark(entry.id, JournalState.DONE, MigrationDetail(inverse_baseline=baseline))
+    return result
+
+
+@task(name="migrate-contract", **DATABASE_TASK_DEFAULTS)
+async def apply_contract(
+    ledger: Ledger, release: Release, migrator: Migrator, checkout: Path, plan: MigrationPlan
+) -> MigrationResult:
+    """The contract phase, after the release was verified: journal it (no inverse: it is never reverted), then
+    `migrate deploy` the rest. A failed attempt is left pending (it ran in one transaction), for the next deploy."""
+    entry = await ledger.record_intent(
+        release.release_id, CONTRACT_TARGET,
+        MigrationUndo(pending=plan.contract, checkout=str(checkout), inverse_sql=None, inverse_loses_data=True),
+    )
+    result = await migrator.apply(checkout, forget_failed=True)
+    result.applied = list(dict.fromkeys([*(entry.detail.applied or []), *result.applied]))
+    await ledger.mark(entry.id, JournalState.DONE, MigrationDetail(applied=result.applied))
     return result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -25,6 +26,9 @@ class MigrationRollbackInput(BaseModel):
     inverse_baseline: dict[str, int] | None = None  # rows where the inverse drops, right after applying
     footprint: dict[str, int] | None = None  # the same, measured now (None: not measured)
     footprint_error: str | None = None  # why the footprint could not be measured
+    mode: Literal["code_only", "inverse"] = "inverse"  # database.rollback: code_only never runs an inverse
+    unmet_preconditions: list[str] = Field(default_factory=list)  # why the inverse would fail on the data now
+    preconditions_error: str | None = None  # why the preconditions could not be checked
 
 
 class MigrationAction(StrEnum):
@@ -57,6 +61,9 @@ def _keep_reason(inp: MigrationRollbackInput) -> str:
     """A reason to keep known before measuring anything ("" when reverting is still possible)."""
     if not inp.revert_migrations:
         return "rollback.revert_migrations is off"
+    if inp.mode == "code_only":
+        return ("database.rollback is code_only: the previous release runs on the expanded schema, and no row the "
+                "new release wrote is dropped")
     if inp.stuck_services:  # reverting the schema under code that needs it would break what still runs
         return (f"{', '.join(inp.stuck_services)} could not be rolled back and still run this release's code, "
                 "which needs its schema")
@@ -64,7 +71,17 @@ def _keep_reason(inp: MigrationRollbackInput) -> str:
         return "no inverse migration was prepared (see the plan's inverse finding)"
     if inp.undo.inverse_loses_data:
         return "its inverse would lose data (see the plan's inverse finding)"
+    if inp.unmet_preconditions:
+        return "its inverse would fail on the data now: " + "; ".join(inp.unmet_preconditions)
+    if inp.preconditions_error is not None:
+        return f"its inverse would fail on the data now: they could not be checked ({inp.preconditions_error})"
     return ""
+
+
+def needs_preconditions(inp: MigrationRollbackInput) -> bool:
+    """True when the inverse would run but whether it fails on the data now is unknown (the caller checks with
+    `Migrator.inverse_preconditions` and sets `unmet_preconditions` or `preconditions_error`)."""
+    return bool(inp.applied) and not _keep_reason(inp)
 
 
 def needs_footprint(inp: MigrationRollbackInput) -> bool:
