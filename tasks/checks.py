@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from prefect import task
 from prefect.client.schemas.objects import State
 from prefect.logging import get_run_logger
 from prefect.states import Cancelled, Completed, Failed
+from prefect.utilities.annotations import quote
 
 from deployments.spec import CheckSpec
 from providers.checks.base import Check, CheckInput
@@ -18,6 +19,8 @@ from providers.errors import AevonError
 from providers.models import CheckResult, Outcome
 from tasks.common import TASK_DEFAULTS, as_is
 from tasks.stop import StopSignal, until_stopped
+
+T = TypeVar("T")
 
 
 @task(name="check", task_run_name="{phase}-{spec.name}", **{**TASK_DEFAULTS, "retries": 0})
@@ -49,7 +52,10 @@ def outcome_state(result: CheckResult, spec: CheckSpec) -> State[CheckResult]:
 async def run_check(
     check: Check, spec: CheckSpec, inp: CheckInput, phase: str, stop: StopSignal | None = None
 ) -> CheckResult:
-    """Run `check` as a `check` task run named `<phase>-<name>` and return its result whatever state it ended in."""
+    """Run `check` as a `check` task run named `<phase>-<name>` and return its result whatever state it ended in.
+
+    Pass `check` and `inp` as they are: this wraps them (a caller's own `as_is` is undone, never doubled)."""
+    check, inp = _bare(check), _bare(inp)
     call = check_task(as_is(check), spec, as_is(inp), phase, as_is(stop), return_state=True)
     state = await cast(Awaitable[State[CheckResult]], call)  # an async task's call is a coroutine
     data: Any = await state.aresult(raise_on_failure=False)
@@ -58,6 +64,10 @@ async def run_check(
     if isinstance(data, BaseException):  # the task run crashed outside the check (Prefect API ...)
         raise data
     raise AevonError(f"{phase} {spec.name}: its task run ended {state.name} without a result")
+
+
+def _bare(value: T) -> T:
+    return cast(T, value.unwrap()) if isinstance(value, quote) else value
 
 
 async def _measure(check: Check, spec: CheckSpec, inp: CheckInput, phase: str) -> CheckResult:

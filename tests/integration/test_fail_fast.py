@@ -198,3 +198,17 @@ async def test_a_quiet_bake_lasts_its_window_in_rounds() -> None:
 
     run = await baking2()
     assert run.failed == [] and run.rounds >= 2 and run.duration_s >= 0.5  # rounds at 0 s and 0.25 s
+
+
+async def test_run_check_takes_its_arguments_wrapped_or_not() -> None:
+    from tasks.checks import run_check
+    from tasks.common import as_is
+
+    log: list[str] = []
+    spec, check = pair(Timed("wrapped", 0.01, log))
+
+    @flow(name="run-check-args-test")
+    async def both() -> list[CheckResult]:
+        return [await run_check(as_is(check), spec, as_is(INP), "validate"), await run_check(check, spec, INP, "v")]
+
+    assert [r.outcome for r in await both()] == [Outcome.PASSED, Outcome.PASSED]  # a quote twice crashed the run

@@ -97,4 +97,5 @@ async def test_a_quiet_bake_passes_and_a_failed_gate_is_refused(repo: Path, tmp_
     write_spec(tmp_path / "specs", "dev", spec)
     report, state_name, tasks = await deploy(tmp_path / "specs", "v2")
     assert report.outcome == DeployOutcome.REFUSED and state_name == "Refused"
+    assert [(g.name, g.outcome) for g in report.gates] == [("review", Outcome.FAILED)]  # measured, not crashed
     assert tasks["gate-review"] == "Failed"
