@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -52,6 +53,38 @@ class DatabaseSpec(_Strict):
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
+class CanaryStep(_Strict):
+    """One canary step: send `weight` % of the traffic to the new version, wait `pause_s`, then (if `analysis`) run
+    the checks marked `canary: true` against it; any blocking result aborts the canary."""
+
+    weight: int = Field(ge=1, le=100, description="percent of the traffic the new version serves in this step")
+    pause_s: float = Field(default=0, ge=0, le=86400, description="wait this long at this weight before the analysis")
+    analysis: bool = Field(default=True, description="run the `canary: true` checks at the end of this step")
+
+
+class StrategySpec(_Strict):
+    """How a service's new version takes the traffic: all at once (the default) or canary steps."""
+
+    kind: Literal["all_at_once", "canary"] = "all_at_once"
+    steps: list[CanaryStep] = Field(default_factory=list, description="canary: weights strictly increasing")
+
+    @model_validator(mode="after")
+    def _steps(self) -> StrategySpec:
+        if self.kind == "all_at_once" and self.steps:
+            raise ValueError("steps: only a canary strategy has steps")
+        if self.kind == "canary":
+            if not self.steps:
+                raise ValueError("steps: a canary needs at least one step, e.g. [{weight: 10}, {weight: 100}]")
+            weights = [s.weight for s in self.steps]
+            if any(b <= a for a, b in pairwise(weights)):
+                raise ValueError(f"steps: weights must increase step by step (got {weights})")
+        return self
+
+    @property
+    def canary(self) -> bool:
+        return self.kind == "canary"
+
+
 class ServiceSpec(_Strict):
     """One service of the target app and the provider (target) that runs it."""
 
@@ -63,6 +96,7 @@ class ServiceSpec(_Strict):
     )
     depends_on: list[str] = Field(default_factory=list, description="services deployed before this one")
     ready_timeout_s: float = Field(default=600, gt=0)
+    strategy: StrategySpec = Field(default_factory=StrategySpec, description="all_at_once (default) or canary steps")
 
     @field_validator("name")
     @classmethod
@@ -89,10 +123,14 @@ class CheckSpec(_Strict):
     exclusive: bool = Field(
         default=False, description="validation: run alone, after the parallel checks (load tests: nothing competes)"
     )
+    canary: bool = Field(
+        default=False, description="validation: also run at every canary step, against the canary of its service "
+                                   "(or of every canary service when it names none)",
+    )
 
 
 STAGE_OF_KIND = {"health": "smoke", "e2e": "functional", "dast": "functional", "sentry": "monitoring",
-                 "prometheus": "monitoring"}
+                 "prometheus": "monitoring", "prometheus_query": "monitoring"}
 DEFAULT_STAGES = ("smoke", "functional", "load", "monitoring")
 BAKE_KINDS = ("health", "sentry", "prometheus")
 
@@ -303,6 +341,10 @@ class EnvironmentSpec(_Strict):
             for i, chk in enumerate(checks):
                 if chk.service is not None and chk.service not in known:
                     raise ValueError(f"{section}[{i}].service: unknown service {chk.service!r}")
+                if chk.canary and section == "gates":
+                    raise ValueError(f"gates[{i}].canary: only validation checks run at canary steps")
+                if chk.canary and chk.service is not None and not self.service(chk.service).strategy.canary:
+                    raise ValueError(f"{section}[{i}].canary: service {chk.service!r} has no canary strategy")
         for i, req in enumerate(self.warmup.requests):
             if req.service not in known:
                 raise ValueError(f"warmup.requests[{i}].service: unknown service {req.service!r}")

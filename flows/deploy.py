@@ -19,6 +19,7 @@ from pydantic import Field
 
 from deployments.settings import AevonSettings
 from flows.approval import ApprovalRejected, approval_summary, wait_for_approval
+from flows.canary import canary_service
 from flows.locking import environment_lock
 from flows.notify import emit_outcome
 from flows.records import github_finished, github_started
@@ -324,8 +325,9 @@ async def _services(rt: Runtime, ledger: Ledger, report: DeployReport, release: 
     for i, layer in enumerate(rt.layers):
         with report.step(f"deploy services: {', '.join(layer)}") as st:
             results = await asyncio.gather(
-                *(deploy_service(as_is(ledger), release, name, as_is(rt.targets[name]), i,
-                                 rt.spec.service(name).ready_timeout_s) for name in layer),
+                *(canary_service(rt, ledger, report, release, name, i) if rt.spec.service(name).strategy.canary
+                  else deploy_service(as_is(ledger), release, name, as_is(rt.targets[name]), i,
+                                      rt.spec.service(name).ready_timeout_s) for name in layer),
                 return_exceptions=True,
             )
             changes = [_as_change(rt, n, r) for n, r in zip(layer, results, strict=True)]

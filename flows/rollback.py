@@ -10,6 +10,7 @@ from typing import Any
 from prefect import Flow, flow
 
 from deployments.settings import AevonSettings
+from flows.canary import undo_canary
 from flows.report import RollbackReport
 from flows.runtime import Runtime, build_runtime
 from providers.checks.base import CheckInput
@@ -22,7 +23,7 @@ from providers.migrators.rollback_decision import (
     needs_footprint,
 )
 from providers.models import DeployStatus, Release, ServiceVersion
-from providers.state.journal import JournalState, MigrationDetail, MigrationEntry, ServiceEntry
+from providers.state.journal import CanaryEntry, JournalState, MigrationDetail, MigrationEntry, ServiceEntry
 from tasks.checks import is_blocking, run_check
 from tasks.common import as_is
 from tasks.database import revert_migrations
@@ -73,6 +74,10 @@ async def undo_release(rt: Runtime, release_id: str, reason: str) -> RollbackRep
     entries = await rt.state.ledger.open_entries(release_id)
     report = RollbackReport(release_id=release_id, reason=reason, ok=True)
     services = [e for e in entries if isinstance(e, ServiceEntry)]
+    for canary in (e for e in entries if isinstance(e, CanaryEntry)):  # first: traffic back on stable at once
+        if (undone := await undo_canary(rt, canary)) is not None:
+            report.services.append(undone)
+            report.ok &= undone.status == DeployStatus.READY
     for layer in sorted({e.undo.layer for e in services}, reverse=True):
         group = [e for e in services if e.undo.layer == layer]
         results = await asyncio.gather(*(_undo_service(rt, e) for e in group))

@@ -15,7 +15,7 @@ from providers.migrators.base import Migrator, MigratorContext
 from providers.registry import build_registry, resolve
 from providers.source.git import GitSource
 from providers.state.store import StateStore
-from providers.targets.base import ServiceTarget, TargetContext
+from providers.targets.base import ServiceTarget, TargetContext, require_canary
 
 
 @dataclass
@@ -105,6 +105,7 @@ def build_runtime(
                 preview=env == "dev", extra=extra,
             )
         )
+    require_canary(spec, targets, file)  # a canary strategy on a target that cannot split traffic is refused here
 
     def checks_of(section: Section, specs: list[CheckSpec]) -> list[tuple[CheckSpec, Check]]:
         out = []

@@ -37,6 +37,7 @@ CHECKS: dict[str, str] = {
     "perf": "providers.checks.perf.check:make_check",
     "sentry": "providers.checks.sentry:make_check",
     "prometheus": "providers.checks.prometheus:make_check",
+    "prometheus_query": "providers.checks.prometheus_query:make_check",
 }
 
 MIGRATORS: dict[str, str] = {

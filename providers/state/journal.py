@@ -17,6 +17,7 @@ class JournalStep(StrEnum):
 
     SERVICE = "service"
     MIGRATION = "migration"
+    CANARY = "canary"
 
 
 class JournalState(StrEnum):
@@ -72,8 +73,30 @@ class MigrationDetail(_Record):
     note: str | None = None
 
 
-Undo = ServiceUndo | MigrationUndo
-Detail = ServiceDetail | MigrationDetail
+class CanaryUndo(_Record):
+    """What undoes a canary in progress: traffic back to the stable version (None: first deploy), canary removed."""
+
+    step: ClassVar[JournalStep] = JournalStep.CANARY
+    provider: str
+    stable: ServiceVersion | None
+    canary_sha: str
+    layer: int = 0
+
+
+class CanaryDetail(_Record):
+    """What happened to a canary: its handle (vendor ref, URL), the last weight set, how it ended."""
+
+    handle: str | None = None
+    url: str | None = None
+    weight: int | None = None
+    outcome: str | None = None  # promoted | aborted
+    why: str | None = None  # the analysis that aborted it
+    abort_s: float | None = None  # first failing analysis -> traffic back on stable, seconds
+    note: str | None = None
+
+
+Undo = ServiceUndo | MigrationUndo | CanaryUndo
+Detail = ServiceDetail | MigrationDetail | CanaryDetail
 
 
 class _Entry(BaseModel):
@@ -101,15 +124,24 @@ class MigrationEntry(_Entry):
     detail: MigrationDetail = Field(default_factory=MigrationDetail)
 
 
-JournalEntry = Annotated[ServiceEntry | MigrationEntry, Field(discriminator="step")]
-_ENTRY: TypeAdapter[ServiceEntry | MigrationEntry] = TypeAdapter(JournalEntry)
+class CanaryEntry(_Entry):
+    """A journalled canary (recorded before its first weight change)."""
+
+    step: Literal[JournalStep.CANARY] = JournalStep.CANARY
+    undo: CanaryUndo
+    detail: CanaryDetail = Field(default_factory=CanaryDetail)
+
+
+AnyEntry = ServiceEntry | MigrationEntry | CanaryEntry
+JournalEntry = Annotated[AnyEntry, Field(discriminator="step")]
+_ENTRY: TypeAdapter[AnyEntry] = TypeAdapter(JournalEntry)
 
 
 class JournalCorrupt(PermanentError):
     """A journal row that does not match the record format of its step."""
 
 
-def parse_entry(row: dict[str, Any]) -> ServiceEntry | MigrationEntry:
+def parse_entry(row: dict[str, Any]) -> AnyEntry:
     """Validate one journal row (undo and detail already decoded from JSON); JournalCorrupt names release and entry."""
     try:
         return _ENTRY.validate_python(row)

@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Any, overload
 from pydantic import BaseModel, Field
 
 from providers.state.journal import (
+    AnyEntry,
+    CanaryEntry,
+    CanaryUndo,
     Detail,
     JournalState,
     MigrationEntry,
@@ -114,7 +117,10 @@ class Ledger:
     @overload
     async def record_intent(self, release_id: str, target: str, undo: MigrationUndo) -> MigrationEntry: ...
 
-    async def record_intent(self, release_id: str, target: str, undo: Undo) -> ServiceEntry | MigrationEntry:
+    @overload
+    async def record_intent(self, release_id: str, target: str, undo: CanaryUndo) -> CanaryEntry: ...
+
+    async def record_intent(self, release_id: str, target: str, undo: Undo) -> AnyEntry:
         """Before a side effect: what would undo it. Idempotent per (release, step, target): the first undo wins;
         an entry undone by a compensation is re-opened (the same release is being deployed again)."""
         async with self._conn() as c:
@@ -136,7 +142,7 @@ class Ledger:
                 entry_id, state.value, json.dumps(merged),
             )
 
-    async def open_entries(self, release_id: str) -> list[ServiceEntry | MigrationEntry]:
+    async def open_entries(self, release_id: str) -> list[AnyEntry]:
         """Entries of a release not yet undone, newest first (the order to undo them in)."""
         async with self._conn() as c:
             rows = await c.fetch(
@@ -145,13 +151,13 @@ class Ledger:
             )
         return [_entry(r) for r in rows]
 
-    async def entries(self, release_id: str) -> list[ServiceEntry | MigrationEntry]:
+    async def entries(self, release_id: str) -> list[AnyEntry]:
         async with self._conn() as c:
             rows = await c.fetch("SELECT * FROM aevon_journal WHERE release_id=$1 ORDER BY id", release_id)
         return [_entry(r) for r in rows]
 
 
-def _entry(row: Any) -> ServiceEntry | MigrationEntry:
+def _entry(row: Any) -> AnyEntry:
     d = dict(row)
     d["undo"] = json.loads(d["undo"])
     d["detail"] = json.loads(d["detail"])

@@ -8,7 +8,8 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import SecretStr
 
-from deployments.spec import ServiceSpec
+from deployments.spec import EnvironmentSpec, ServiceSpec
+from providers.errors import ConfigError
 from providers.models import DeployHandle, DeployResult, Release, ServiceVersion
 from providers.source.git import GitSource
 
@@ -70,3 +71,46 @@ class ServiceTarget(Protocol):
     async def aclose(self) -> None:
         """Release clients and connections (never stops the deployed service)."""
         ...
+
+
+@runtime_checkable
+class CanaryTarget(ServiceTarget, Protocol):
+    """A target that can split traffic between the serving (stable) version and a canary (optional capability).
+
+    A target offers it by setting `supports_canary = True` and these methods. Idempotency contract: each may be
+    called again after a crash or a lost answer and converges to the same state; `abort_canary` with no canary in
+    progress is a no-op.
+    """
+
+    supports_canary: bool
+
+    async def set_canary(self, release: Release, weight: int, timeout: float) -> DeployResult:
+        """Start the canary of `release` unless it runs, wait until it is ready, then send it `weight` % of the
+        traffic (the rest stays on the stable version). READY carries the canary's own URL in `handle.url`."""
+        ...
+
+    async def promote_canary(self, release: Release, timeout: float) -> DeployResult:
+        """The canary's version serves 100 % (the target's usual rollout); canary-only resources are removed."""
+        ...
+
+    async def abort_canary(self, stable: ServiceVersion | None) -> None:
+        """All traffic back to `stable` (the version serving before the canary) at once; the canary is removed."""
+        ...
+
+
+def supports_canary(target: object) -> bool:
+    """True when `target` declares the canary capability (`supports_canary = True`)."""
+    return getattr(target, "supports_canary", False) is True and isinstance(target, CanaryTarget)
+
+
+def require_canary(spec: EnvironmentSpec, targets: dict[str, ServiceTarget], spec_file: object = None) -> None:
+    """Refuse (ConfigError naming `services[i].strategy`) a canary strategy on a target that cannot split traffic."""
+    for i, svc in enumerate(spec.services):
+        target = targets.get(svc.name)
+        if svc.strategy.canary and target is not None and not supports_canary(target):
+            where = f"services[{i}].strategy"
+            raise ConfigError(
+                f"provider {svc.provider!r} cannot split traffic, so it cannot run a canary for {svc.name!r}: "
+                "use `strategy: {kind: all_at_once}` (or a target that supports canary: local, kubernetes, gke, "
+                "vercel)", f"{spec_file}: {where}" if spec_file is not None else where,
+            )

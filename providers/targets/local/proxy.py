@@ -1,4 +1,4 @@
-"""The local target's stable-port proxy: a detached asyncio TCP splice daemon whose upstream is a control file."""
+"""The local target's stable-port proxy: a detached asyncio TCP splice daemon routed by a control file (+canary)."""
 
 from __future__ import annotations
 
@@ -42,18 +42,43 @@ class Upstream:
     version: str = ""
 
 
-def write_upstream(control: Path, upstream: Upstream) -> None:
-    """Point the proxy at `upstream`: one atomic rename, so every new connection sees the old or the new one."""
-    doc = {"host": "127.0.0.1", "port": upstream.port, "instance": upstream.instance, "version": upstream.version}
+@dataclass(frozen=True)
+class Route:
+    """Where new connections go: the stable upstream, and a canary taking `weight` % of them (a canary step)."""
+
+    stable: Upstream
+    canary: Upstream | None = None
+    weight: int = 0
+
+
+def write_upstream(control: Path, upstream: Upstream, canary: Upstream | None = None, weight: int = 0) -> None:
+    """Point the proxy at `upstream` (and `weight` % of new connections at `canary`): one atomic rename, so every
+    new connection sees the old or the new route. Writing without a canary ends any canary at once."""
+    doc: dict[str, object] = {"host": "127.0.0.1", "port": upstream.port, "instance": upstream.instance,
+                              "version": upstream.version}
+    if canary is not None and weight > 0:
+        doc["canary"] = {"port": canary.port, "instance": canary.instance, "version": canary.version,
+                         "weight": min(100, weight)}
     atomic_write_text(control, json.dumps(doc) + "\n")
 
 
-def read_upstream(control: Path) -> Upstream | None:
-    """The upstream the control file names, or None."""
+def read_route(control: Path) -> Route | None:
+    """The route the control file names, or None."""
     doc = read_json(control)
     if doc is None or not isinstance(doc.get("port"), int):
         return None
-    return Upstream(port=doc["port"], instance=str(doc.get("instance", "")), version=str(doc.get("version", "")))
+    stable = Upstream(port=doc["port"], instance=str(doc.get("instance", "")), version=str(doc.get("version", "")))
+    c = doc.get("canary")
+    if not isinstance(c, dict) or not isinstance(c.get("port"), int) or not isinstance(c.get("weight"), int):
+        return Route(stable)
+    canary = Upstream(port=c["port"], instance=str(c.get("instance", "")), version=str(c.get("version", "")))
+    return Route(stable, canary, max(0, min(100, c["weight"])))
+
+
+def read_upstream(control: Path) -> Upstream | None:
+    """The stable upstream the control file names, or None."""
+    route = read_route(control)
+    return route.stable if route is not None else None
 
 
 class _Control:
@@ -62,22 +87,36 @@ class _Control:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._key: tuple[int, int, int] | None = None
-        self._upstream: Upstream | None = None
+        self._route: Route | None = None
 
-    def current(self, force: bool = False) -> Upstream | None:
+    def current(self, force: bool = False) -> Route | None:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            self._key, self._upstream = None, None
+            self._key, self._route = None, None
             return None
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
         if force or key != self._key:
-            upstream = read_upstream(self.path)
-            if upstream is not None:
-                if upstream != self._upstream:
-                    _log(f"upstream -> 127.0.0.1:{upstream.port} ({upstream.instance})")
-                self._key, self._upstream = key, upstream
-        return self._upstream
+            route = read_route(self.path)
+            if route is not None:
+                if route != self._route:
+                    _log(f"upstream -> 127.0.0.1:{route.stable.port} ({route.stable.instance})" + (
+                        f", canary {route.weight}% -> 127.0.0.1:{route.canary.port} ({route.canary.instance})"
+                        if route.canary is not None else ""))
+                self._key, self._route = key, route
+        return self._route
+
+
+class _Splitter:
+    """Weighted choice per connection, deterministic: of every 100 consecutive connections exactly `weight` go to
+    the canary, spread evenly (connection n goes there when floor(n*w/100) steps up), so a 10 % step is 10 %."""
+
+    def __init__(self) -> None:
+        self._n = 0
+
+    def to_canary(self, weight: int) -> bool:
+        self._n += 1
+        return (self._n * weight) // 100 != ((self._n - 1) * weight) // 100
 
 
 def _log(message: str) -> None:
@@ -100,6 +139,7 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
 class _Proxy:
     def __init__(self, control: Path) -> None:
         self.control = _Control(control)
+        self.splitter = _Splitter()
         self.connections: set[asyncio.Task[None]] = set()
 
     async def handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
@@ -126,8 +166,15 @@ class _Proxy:
             await asyncio.wait([to_upstream])
             up_w.close()
 
+    def _pick(self, route: Route | None) -> Upstream | None:
+        if route is None:
+            return None
+        if route.canary is not None and route.weight > 0 and self.splitter.to_canary(route.weight):
+            return route.canary
+        return route.stable
+
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        upstream = self.control.current()
+        upstream = self._pick(self.control.current())
         for attempt in range(2):
             if upstream is None:
                 return None
@@ -138,7 +185,8 @@ class _Proxy:
                     _log(f"cannot reach 127.0.0.1:{upstream.port} ({upstream.instance}): {type(exc).__name__}")
                     return None
             await asyncio.sleep(0.05)  # a switch may be under way: look at the control file again
-            upstream = self.control.current(force=True)
+            route = self.control.current(force=True)
+            upstream = route.stable if route is not None else None  # a retry goes to the stable version
         return None
 
 

@@ -59,6 +59,8 @@ class State(BaseModel):
     seq: int = 0
     active: str | None = None
     standby: str | None = None
+    canary: str | None = None  # an instance taking `canary_weight` % of new connections (a canary step)
+    canary_weight: int = 0
     instances: dict[str, Instance] = Field(default_factory=dict)
     history: list[HistoryEntry] = Field(default_factory=list)  # oldest first
 
@@ -68,7 +70,8 @@ class State(BaseModel):
     def prune(self) -> list[Instance]:
         """Forget all but the newest terminal instances; return the forgotten ones (their logs may go)."""
         terminal = sorted(
-            (i for i in self.instances.values() if i.status not in LIVE and i.id not in (self.active, self.standby)),
+            (i for i in self.instances.values()
+             if i.status not in LIVE and i.id not in (self.active, self.standby, self.canary)),
             key=lambda i: i.seq,
         )
         dropped = terminal[:-_KEEP_TERMINAL] if len(terminal) > _KEEP_TERMINAL else []

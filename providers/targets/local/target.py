@@ -17,6 +17,7 @@ from providers.models import DeployHandle, DeployResult, DeployStatus, Release, 
 from providers.source.refs import require_sha
 from providers.targets.base import TargetContext
 from providers.targets.local import proxy
+from providers.targets.local.canary import abort_canary, canary_route, promote_canary, set_canary
 from providers.targets.local.process import (
     base_env,
     free_port,
@@ -34,7 +35,7 @@ _NEVER_STARTED = timedelta(seconds=60)  # a recorded instance with no pid (nor p
 
 
 class LocalTarget:
-    """Runs one service as processes on 127.0.0.1: the active one, a warm standby, and any starting one.
+    """Runs one service as processes on 127.0.0.1: the active one, a warm standby, any starting one (or canary).
 
     Each deploy starts a new instance (the release's SHA, checked out) on a free backend port as a detached
     session leader; users hit the stable `port`, where a detached proxy daemon (local_proxy) splices each new TCP
@@ -145,6 +146,18 @@ class LocalTarget:
             inst = await self._start(st, sha, to.release_id, checkout, "rollback")
         return self._handle(inst)
 
+    # ---- the canary capability (providers.targets.base.CanaryTarget; local/canary.py, per-connection split) ------
+    supports_canary = True
+
+    async def set_canary(self, release: Release, weight: int, timeout: float) -> DeployResult:
+        return await set_canary(self, release, weight, timeout)
+
+    async def promote_canary(self, release: Release, timeout: float) -> DeployResult:
+        return await promote_canary(self, release, timeout)
+
+    async def abort_canary(self, stable: ServiceVersion | None) -> None:
+        await abort_canary(self)
+
     async def history(self) -> list[ServiceVersion]:
         st = self._store.load()
         return [
@@ -219,6 +232,7 @@ class LocalTarget:
                     keep.status = "standby"
                 inst.status, inst.activated_at, inst.message = "active", utcnow(), ""
                 st.active, st.standby = inst.id, keep.id if keep is not None and keep is not inst else None
+                st.canary, st.canary_weight = None, 0  # the control file below has no canary: it ends here
                 st.history.append(HistoryEntry(version=inst.sha, release_id=inst.release_id, instance=inst.id,
                                                event="rollback" if (event or inst.kind) == "rollback" else "deploy"))
                 self._store.save(st)  # the intent first; the proxy follows it (a crash in between is repaired)
@@ -261,9 +275,7 @@ class LocalTarget:
             st.standby = None
         active = st.get(st.active)
         if active is not None and pid_alive(active.pid, active.start_time):
-            upstream = proxy.read_upstream(self._store.control_path)
-            if upstream is None or upstream.port != active.port:  # crashed between state and control: repair
-                proxy.write_upstream(self._store.control_path, proxy.Upstream(active.port, active.id, active.sha))
+            canary_route(st, self._store.control_path, active)  # crashed between state and control: repaired
         return stale
 
     async def _stop(self, instances: list[Instance]) -> None:
