@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from prefect import flow
-from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.client.schemas.objects import State
 from prefect.context import get_run_context
 from prefect.events import emit_event
@@ -22,8 +21,10 @@ from flows.approval import ApprovalRejected, approval_summary, wait_for_approval
 from flows.canary import canary_service
 from flows.locking import environment_lock
 from flows.notify import emit_outcome
+from flows.observe import forward_domain_logs, started_by, tag_this_run
+from flows.publish import log_changes, log_verdicts, publish_run
 from flows.records import github_finished, github_started
-from flows.report import ApprovalRecord, DeployOutcome, DeployReport, render_markdown
+from flows.report import ApprovalRecord, DeployOutcome, DeployReport
 from flows.rollback import rollback_subflow, undo_release
 from flows.runtime import Runtime, build_runtime
 from flows.validation import validate
@@ -114,7 +115,9 @@ async def deploy_prod_flow(
 async def run_deploy(env: str, ref: str, allow_destructive: bool, spec_dir: str | None) -> State[DeployReport]:
     """The body of both deploy flows: everything after the flow run has started."""
     flow_run_id = _flow_run_id()
-    report = DeployReport(env=env, ref=ref, flow_run_id=flow_run_id)
+    report = DeployReport(env=env, ref=ref, flow_run_id=flow_run_id, started_by=started_by())
+    forward_domain_logs()  # providers' and our loggers into this run's Logs tab
+    await tag_this_run(env)  # env:<env> however the run was started
     rt: Runtime | None = None
     try:
         with report.step("load spec and secrets"):
@@ -158,17 +161,7 @@ async def _record(report: DeployReport, ledger: Ledger) -> None:
 
 async def _finish(report: DeployReport) -> State[DeployReport]:
     report.finished_at = report.finished_at or utcnow()
-    markdown = render_markdown(report)
-    await acreate_markdown_artifact(markdown=markdown, key=f"deploy-{report.env}", description=f"deploy {report.env}")
-    results = [*report.gates, *report.checks]
-    if results:
-        await acreate_table_artifact(
-            key=f"checks-{report.env}", description=f"gates and validation checks of {report.release_id}",
-            table=[{"check": r.name, "kind": r.kind, "outcome": r.outcome.value, "attempts": r.attempts,
-                    "seconds": round(r.duration_s, 2), "summary": r.summary[:300],
-                    "findings": len(r.findings), **{k: v for k, v in list(r.metrics.items())[:8]}}
-                   for r in results],
-        )
+    await publish_run(report)  # report, checks table, evidence (flows/publish.py)
     emit_outcome(report)  # aevon.deploy.<outcome>: payload in flows/notify.py, automations in deployments/automations
     if report.outcome == DeployOutcome.SUCCEEDED:
         return Completed(data=report, message="deployed")
@@ -218,6 +211,7 @@ async def _run(
             with report.step("warm-up") as st:
                 report.warmup = await warm_up(spec.warmup, as_is(services))
                 w = report.warmup
+                st.outcome = "degraded" if w.get("failed") else "ok"  # a warm-up with failed requests is not ok
                 st.detail = f"{int(w.get('requests', 0))} requests, {int(w.get('failed', 0))} failed" + (
                     f", cold {w['cold_ms_max']:.0f} ms → warm {w['warm_p50_ms']:.0f} ms" if "warm_p50_ms" in w else "")
         await _validate(rt, report, release, services, checkout)
@@ -245,6 +239,7 @@ async def _gates(rt: Runtime, report: DeployReport, release: Release, checkout: 
     with report.step("pre-deploy gates") as st:
         inp = CheckInput(release=release, services=await _current(rt), checkout_dir=checkout)
         report.gates = list(await asyncio.gather(*(run_check(c, s, inp, "gate") for s, c in rt.gates)))
+        log_verdicts(report.gates, "gate")
         failed = [r for (s, _), r in zip(rt.gates, report.gates, strict=True) if is_blocking(r, s)]
         st.detail = f"{len(report.gates) - len(failed)}/{len(report.gates)} passed"
         if failed:
@@ -332,6 +327,7 @@ async def _services(rt: Runtime, ledger: Ledger, report: DeployReport, release: 
             )
             changes = [_as_change(rt, n, r) for n, r in zip(layer, results, strict=True)]
             report.services.extend(changes)
+            log_changes(changes)
             failed = [c for c in changes if c.status != DeployStatus.READY]
             if failed:
                 st.outcome = "failed"
@@ -359,6 +355,7 @@ async def _validate(
         return
     inp = CheckInput(release=release, services=services, checkout_dir=checkout)
     failed = await validate(rt, report, inp)  # stages, fail fast, bake: flows/validation.py
+    log_verdicts(report.checks, "check")
     if failed:
         raise NeedsRollback("validation failed: " + "; ".join(f"{r.name}: {r.summary}" for r in failed))
 

@@ -58,6 +58,12 @@ async def tag_this_run(env: str) -> None:
         log.warning("could not tag the flow run with %s: %s", ", ".join(env_tags(env)), type(exc).__name__)
 
 
+async def observe_run(env: str) -> None:
+    """At a flow's start: our loggers into its Logs tab, and its environment tags."""
+    forward_domain_logs()
+    await tag_this_run(env)
+
+
 def started_by() -> str:
     """Who started the current run: the Prefect user or automation/deployment that created it, else the OS user."""
     ctx = FlowRunContext.get()

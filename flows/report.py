@@ -156,9 +156,9 @@ def _checks_table(title: str, results: list[CheckResult]) -> list[str]:
         out.append(f"| {r.name} | {r.kind} | **{r.outcome}** | {r.attempts} | {r.duration_s:.2f}s | {summary} |")
         for f in r.findings[:10]:
             out.append(f"|  | {f.severity} |  |  |  | {f.message[:200]} |")
-        for label, where in r.artifacts.items():  # screenshots, traces, scan reports
-            link = where if "://" in where else f"file://{where}"
-            out.append(f"|  | artifact |  |  |  | [{label}]({link.replace(' ', '%20')}) |")
+        for label, where in r.artifacts.items():  # screenshots, traces, scan reports: shown in the evidence artifact
+            shown = f"[{label}]({where.replace(' ', '%20')})" if "://" in where else f"{label}: see evidence"
+            out.append(f"|  | artifact |  |  |  | {shown} |")
     return [*out, ""]
 
 

@@ -11,6 +11,8 @@ from prefect import Flow, flow
 
 from deployments.settings import AevonSettings
 from flows.canary import undo_canary
+from flows.observe import observe_run
+from flows.publish import publish_rollback
 from flows.report import RollbackReport
 from flows.runtime import Runtime, build_runtime
 from providers.checks.base import CheckInput
@@ -47,7 +49,8 @@ def rollback_subflow(rt: Runtime) -> Flow[[str, str, str], Coroutine[Any, Any, R
         """
         if env != rt.spec.environment:
             raise ConfigError(f"this rollback acts on {rt.spec.environment}, not {env}")
-        return await undo_release(rt, release_id, reason)
+        await observe_run(env)  # logs and env tags of this child run (flows/observe.py)
+        return await publish_rollback(env, await undo_release(rt, release_id, reason))  # its own artifact
 
     return rollback
 
@@ -64,7 +67,8 @@ async def rollback_flow(env: str, release_id: str, reason: str, spec_dir: str | 
     """
     rt = build_runtime(env, Path(spec_dir) if spec_dir else None, settings=AevonSettings())
     try:
-        return await undo_release(rt, release_id, reason)
+        await observe_run(env)
+        return await publish_rollback(env, await undo_release(rt, release_id, reason))
     finally:
         await rt.aclose()
 
