@@ -1,7 +1,9 @@
 """`make chaos`: the chaos scenarios (tests/chaos) against a Prefect server of their own; prints each one's figures.
 
-So far the environment-lock scenarios: SIGKILL of a holder then a re-run, `unlock` while the holder lives, and the
-Prefect server restarted mid-hold. `--short` runs one round of the kill scenario (the CI form).
+The environment-lock scenarios (SIGKILL of a holder then a re-run, `unlock` while the holder lives, the Prefect
+server restarted mid-hold) and the vendor-fault scenarios (tests/chaos/fault_scenarios.py: the real deploy flow
+against the Vercel, Render and GKE fakes with 30 % or 60 % of all vendor calls failing, lost answers and timeouts
+that act late among them). `--short` runs one round of the kill scenario (the CI form).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import secrets
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -44,8 +47,12 @@ async def run(only: list[str], rounds: int) -> int:
                 world = World(f"http://127.0.0.1:{port}/api", ledger, Path(tmp), restart)
                 bad = 0
                 print("=== chaos ===")
-                for key in only or list(SCENARIOS):
-                    out = await SCENARIOS[key](world, rounds)
+                for key in only or [*SCENARIOS, *FAULT_RATES]:
+                    if key in FAULT_RATES:
+                        out = await _faults(ledger, Path(tmp) / key, f"http://127.0.0.1:{port}/api",
+                                            FAULT_RATES[key], rounds)
+                    else:
+                        out = await SCENARIOS[key](world, rounds)
                     print(out.line(), flush=True)
                     for note in out.notes:
                         print(f"    {note}")
@@ -63,9 +70,27 @@ async def run(only: list[str], rounds: int) -> int:
                 await conn.close()
 
 
+FAULT_RATES = {"faults-30": 0.3, "faults-60": 0.6}
+
+
+async def _faults(ledger: str, tmp: Path, api: str, rate: float, rounds: int) -> Any:
+    """One vendor-fault scenario in an environment of its own (state dir, fakes, spec), on the chaos server."""
+    import pytest
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tests.chaos.fault_scenarios import fault_world, injected_faults
+
+    await asyncio.to_thread((tmp / "state").mkdir, parents=True)
+    with pytest.MonkeyPatch.context() as mp, temporary_settings({PREFECT_API_URL: api}):
+        mp.setenv("AEVON_STATE_DB_URL", ledger)
+        mp.setenv("AEVON_STATE_DIR", str(tmp / "state"))
+        async with fault_world(tmp, mp) as world:
+            return await injected_faults(world, rate, rounds)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(prog="bench/chaos.py", description=__doc__)
-    ap.add_argument("scenarios", nargs="*", help="kill, unlock, prefect-restart (default: all)")
+    ap.add_argument("scenarios", nargs="*", help="kill, unlock, prefect-restart, faults-30, faults-60 (default: all)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--short", action="store_true", help="one round of the kill scenario")
     a = ap.parse_args()

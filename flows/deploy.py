@@ -24,18 +24,19 @@ from flows.notify import emit_outcome
 from flows.observe import forward_domain_logs, started_by, tag_this_run
 from flows.publish import log_changes, log_verdicts, publish_run
 from flows.records import github_finished, github_started
-from flows.report import ApprovalRecord, DeployOutcome, DeployReport
+from flows.report import ApprovalRecord, DeployOutcome, DeployReport, RollbackReport
 from flows.rollback import rollback_subflow, undo_release
 from flows.runtime import Runtime, build_runtime
 from flows.validation import validate
 from providers.checks.base import CheckInput
 from providers.errors import AevonError, ConfigError
+from providers.migrators.base import MigrationLocked
 from providers.models import DeployStatus, Release, ServiceVersion, utcnow
 from providers.source.refs import check_ref
 from providers.state.ledger import Ledger
 from tasks.checks import is_blocking, run_check
 from tasks.common import as_is
-from tasks.database import apply_migrations, plan_migrations
+from tasks.database import apply_contract, apply_migrations, plan_migrations
 from tasks.services import ServiceChange, deploy_service, describe_error
 from tasks.warmup import warm_up
 
@@ -198,11 +199,11 @@ async def _run(
         if spec.require_staging_pass and await ledger.passed("staging", release.sha) is None:
             raise Refused(f"commit {release.short_sha} has not passed validation in staging")
     checkout = Path(str(release.checkout_dir))
-    await github_started(rt, report)  # records.github: the GitHub deployment, in_progress (never fails the run)
-    await _gates(rt, report, release, checkout)
-    if spec.approval.required:
-        allow_destructive = await _approve(rt, ledger, report, release) or allow_destructive
-    try:
+    try:  # any failure from here on: rolled back when the journal shows a change, else REFUSED (nothing changed)
+        await github_started(rt, report)  # records.github: the GitHub deployment, in_progress (never fails the run)
+        await _gates(rt, report, release, checkout)
+        if spec.approval.required:
+            allow_destructive = await _approve(rt, ledger, report, release) or allow_destructive
         await _database(rt, ledger, report, release, checkout, allow_destructive or bool(spec.database and
                                                                                          spec.database.allow_destructive))
         await _services(rt, ledger, report, release)
@@ -215,14 +216,20 @@ async def _run(
                 st.detail = f"{int(w.get('requests', 0))} requests, {int(w.get('failed', 0))} failed" + (
                     f", cold {w['cold_ms_max']:.0f} ms → warm {w['warm_p50_ms']:.0f} ms" if "warm_p50_ms" in w else "")
         await _validate(rt, report, release, services, checkout)
+        await _contract(rt, ledger, report, release, checkout)
+        with report.step("record good release"):
+            inp = CheckInput(release=release, services=services, checkout_dir=checkout)
+            for (_, chk), res in zip(rt.checks, report.checks, strict=True):
+                if res.outcome.value == "PASSED":
+                    await chk.record_baseline(inp, res)
     except NeedsRollback as exc:
         await _rollback(rt, report, release, str(exc))
         return
-    with report.step("record good release"):
-        inp = CheckInput(release=release, services=services, checkout_dir=checkout)
-        for (_, chk), res in zip(rt.checks, report.checks, strict=True):
-            if res.outcome.value == "PASSED":
-                await chk.record_baseline(inp, res)
+    except Refused:
+        raise
+    except Exception as exc:  # anything else once changes may have begun: undo them, never leave them FAILED
+        await _rollback(rt, report, release, describe_error(exc))
+        return
     report.outcome = DeployOutcome.SUCCEEDED
 
 
@@ -309,11 +316,56 @@ async def _database(
     with report.step("migrate") as st:
         try:
             result = await apply_migrations(as_is(ledger), release, as_is(rt.migrator), checkout, plan, backup_id)
+        except MigrationLocked as exc:
+            st.outcome, st.detail = "failed", describe_error(exc)
+            if not exc.applied:
+                raise Refused(f"migration refused, nothing was changed: {describe_error(exc)}") from exc
+            raise NeedsRollback(f"migration failed: {describe_error(exc)}") from exc
         except AevonError as exc:
             st.outcome, st.detail = "failed", describe_error(exc)
             raise NeedsRollback(f"migration failed: {describe_error(exc)}") from exc
         report.migrations_applied = result.applied
         st.detail = ", ".join(result.applied) or "nothing to apply"
+        if plan.contract:
+            st.detail += f"; contract phase after validation: {', '.join(plan.contract)}"
+    if result.applied:
+        await _old_release_on_new_schema(rt, report, release)
+
+
+async def _old_release_on_new_schema(rt: Runtime, report: DeployReport, release: Release) -> None:
+    """After the expand phase, before any service moves: the serving release's health checks on the new schema."""
+    health = [(s, c) for s, c in rt.checks if s.kind == "health"]
+    serving = await _current(rt)
+    if not health or not serving:  # a first deploy: no old release to break
+        return
+    with report.step("serving release on the new schema") as st:
+        inp = CheckInput(release=release, services=serving)
+        results = await asyncio.gather(*(run_check(as_is(c), s, as_is(inp), "old-on-new") for s, c in health))
+        bad = [r for (s, _), r in zip(health, results, strict=True) if is_blocking(r, s)]
+        st.detail = f"{len(results) - len(bad)}/{len(results)} health checks passed"
+        if bad:
+            st.outcome = "failed"
+            raise NeedsRollback(
+                "the serving release fails its health checks on the new schema, so the expand phase is not backward "
+                "compatible (no service was changed): " + "; ".join(f"{r.name}: {r.summary}" for r in bad))
+
+
+async def _contract(rt: Runtime, ledger: Ledger, report: DeployReport, release: Release, checkout: Path) -> None:
+    """After validation and the bake passed: the contract migrations. A failure leaves the release serving."""
+    plan = report.migration_plan
+    if rt.migrator is None or plan is None or not plan.contract:
+        return
+    with report.step("database: contract phase") as st:
+        try:
+            result = await apply_contract(as_is(ledger), release, as_is(rt.migrator), checkout, plan)
+            report.contract_applied = result.applied
+        except AevonError as exc:
+            st.outcome = "failed"
+            get_run_logger().warning("contract phase failed; the release keeps serving: %s", describe_error(exc))
+        report.contract_left = [m for m in plan.contract if m not in report.contract_applied]
+        st.detail = (f"applied {', '.join(report.contract_applied) or 'nothing'}"
+                     + (f"; left to apply (the next deploy applies them): {', '.join(report.contract_left)}"
+                        if report.contract_left else ""))
 
 
 async def _services(rt: Runtime, ledger: Ledger, report: DeployReport, release: Release) -> None:
@@ -362,13 +414,29 @@ async def _validate(
 
 async def _rollback(rt: Runtime, report: DeployReport, release: Release, reason: str) -> None:
     report.error = reason
+    try:
+        changed = bool(await rt.state.ledger.open_entries(release.release_id))
+    except Exception:  # cannot tell: assume changes were made and let the rollback try
+        changed = True
+    if not changed:  # failed before its first side effect (journalled before it happens): nothing to undo
+        raise Refused(f"{reason}; nothing was changed")
     if not rt.spec.rollback.automatic:
         get_run_logger().error("automatic rollback is off; roll back with `aevon-deploy rollback %s %s`",
                                rt.spec.environment, release.release_id)
         report.outcome = DeployOutcome.FAILED
         return
+    finish = f"aevon-deploy rollback {rt.spec.environment} {release.release_id}"
     with report.step("rollback") as st:
-        rb = await rollback_subflow(rt)(rt.spec.environment, release.release_id, reason)  # a child flow run
+        try:
+            rb = await rollback_subflow(rt)(rt.spec.environment, release.release_id, reason)  # a child flow run
+        except Exception as exc:
+            rb = RollbackReport(release_id=release.release_id, reason=reason, ok=False,
+                                notes=[f"the rollback could not run: {describe_error(exc)}"])
+        if not rb.ok:
+            left = [f"{s.service} serves {s.after or 'nothing'} ({s.message})" for s in rb.services
+                    if s.status != DeployStatus.READY]
+            rb.notes.append(("left as it is: " + "; ".join(left) + ". " if left else "")
+                            + f"Finish with `{finish}` once the vendor answers")
         report.rollback = rb
         st.outcome = "ok" if rb.ok else "failed"
     report.outcome = DeployOutcome.ROLLED_BACK if rb.ok else DeployOutcome.ROLLBACK_FAILED

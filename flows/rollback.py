@@ -16,20 +16,24 @@ from flows.publish import publish_rollback
 from flows.report import RollbackReport
 from flows.runtime import Runtime, build_runtime
 from providers.checks.base import CheckInput
-from providers.errors import AevonError, ConfigError
+from providers.errors import AevonError, ConfigError, TransientError
 from providers.migrators.rollback_decision import (
     MigrationAction,
     MigrationRollbackInput,
     decide,
     inverse_for,
     needs_footprint,
+    needs_preconditions,
 )
 from providers.models import DeployStatus, Release, ServiceVersion
 from providers.state.journal import CanaryEntry, JournalState, MigrationDetail, MigrationEntry, ServiceEntry
 from tasks.checks import is_blocking, run_check
 from tasks.common import as_is
-from tasks.database import revert_migrations
+from tasks.database import CONTRACT_TARGET, revert_migrations
 from tasks.services import ServiceChange, describe_error, rollback_service
+
+ROLLBACK_ROUNDS = 3  # a rollback outlives a vendor outage longer than one call's retry budget: whole rounds, again
+ROLLBACK_ROUND_WAIT_S = 5.0  # wait before round n+1: n x this
 
 
 def rollback_subflow(rt: Runtime) -> Flow[[str, str, str], Coroutine[Any, Any, RollbackReport]]:
@@ -78,6 +82,13 @@ async def undo_release(rt: Runtime, release_id: str, reason: str) -> RollbackRep
     entries = await rt.state.ledger.open_entries(release_id)
     report = RollbackReport(release_id=release_id, reason=reason, ok=True)
     services = [e for e in entries if isinstance(e, ServiceEntry)]
+    if any(e.target == CONTRACT_TARGET for e in entries):  # verified, and the old code may need what was dropped
+        report.notes.append("this release passed validation and its contract phase began: its services and "
+                            "migrations stay as they are (the old release may need what the contract dropped); "
+                            "deploy it again to finish the contract phase")
+        for e in entries:
+            await rt.state.ledger.mark(e.id, JournalState.DONE)
+        return report
     for canary in (e for e in entries if isinstance(e, CanaryEntry)):  # first: traffic back on stable at once
         if (undone := await undo_canary(rt, canary)) is not None:
             report.services.append(undone)
@@ -100,13 +111,21 @@ async def _undo_service(rt: Runtime, entry: ServiceEntry) -> ServiceChange:
         return ServiceChange(service=entry.target, provider=entry.undo.provider, status=DeployStatus.FAILED,
                              message="service no longer in the spec: roll it back by hand")
     timeout = rt.spec.service(entry.target).ready_timeout_s
-    try:
-        return await rollback_service(
-            as_is(rt.state.ledger), entry.id, entry.target, as_is(target), entry.undo.previous, timeout
-        )
-    except Exception as exc:
-        return ServiceChange(service=entry.target, provider=target.provider, status=DeployStatus.FAILED,
-                             message=f"rollback failed: {describe_error(exc)}")
+    for round_ in range(ROLLBACK_ROUNDS):
+        try:
+            return await rollback_service(
+                as_is(rt.state.ledger), entry.id, entry.target, as_is(target), entry.undo.previous, timeout
+            )
+        except TransientError as exc:  # the vendor is down past one call's budget: the undo is idempotent, again
+            if round_ + 1 == ROLLBACK_ROUNDS:
+                return ServiceChange(service=entry.target, provider=target.provider, status=DeployStatus.FAILED,
+                                     message=f"rollback failed: {describe_error(exc)} "
+                                             f"(the vendor stayed down for {ROLLBACK_ROUNDS} rounds of retries)")
+            await asyncio.sleep(ROLLBACK_ROUND_WAIT_S * (round_ + 1))
+        except Exception as exc:
+            return ServiceChange(service=entry.target, provider=target.provider, status=DeployStatus.FAILED,
+                                 message=f"rollback failed: {describe_error(exc)}")
+    raise AssertionError("unreachable")
 
 
 async def _undo_migration(rt: Runtime, entry: MigrationEntry, report: RollbackReport) -> None:
@@ -128,7 +147,13 @@ async def _undo_migration(rt: Runtime, entry: MigrationEntry, report: RollbackRe
         keep_release_data=bool(db is not None and db.settings.get("keep_release_data")),
         stuck_services=[s.service for s in report.services if s.status != DeployStatus.READY],
         inverse_baseline=entry.detail.inverse_baseline,
+        mode=db.rollback if db is not None else "inverse",
     )
+    if needs_preconditions(inp):  # an inverse that would fail on the data now: code-only instead
+        try:
+            inp.unmet_preconditions = await rt.migrator.inverse_preconditions(inverse_for(inp))
+        except Exception as exc:
+            inp.preconditions_error = describe_error(exc)
     if needs_footprint(inp):
         try:
             inp.footprint = await rt.migrator.inverse_footprint(inverse_for(inp))

@@ -1,9 +1,13 @@
-"""The CI form of `make chaos`: one round of SIGKILL-while-holding-the-lock, then a re-run (a few seconds)."""
+"""The CI form of `make chaos`: one round of SIGKILL of a lock holder then a re-run; one round of vendor faults."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from flows.report import DeployOutcome
+from tests.chaos.fault_scenarios import fault_world, injected_faults
 from tests.chaos.lock_scenarios import World, kill_while_holding
 
 
@@ -13,3 +17,17 @@ async def test_killed_holder_rerun_has_no_duplicate_half_done_or_leftover(
     out = await kill_while_holding(World(prefect_api, ledger_url, tmp_path), rounds=1)
     assert dict(out.outcomes) == {"killed": 1, "re-run took over": 1}, out.notes
     assert (out.runs, out.duplicates, out.half_done, out.leftovers) == (2, 0, 0, 0), out.notes
+
+
+@pytest.mark.usefixtures("prefect_api", "ledger_url", "state_dir")
+async def test_vendor_faults_at_30_percent_leave_no_duplicate_or_half_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One round (v1, then v2 failing its health check) through the real flow with 30 % of vendor calls failing,
+    lost answers and timeouts that act late among them."""
+    async with fault_world(tmp_path, monkeypatch) as world:
+        out = await injected_faults(world, 0.3, rounds=1)
+    assert (out.runs, out.duplicates, out.half_done, out.leftovers) == (2, 0, 0, 0), out.notes
+    assert set(out.outcomes) <= {DeployOutcome.SUCCEEDED.value, DeployOutcome.ROLLED_BACK.value}, out.notes
+    assert out.outcomes[DeployOutcome.ROLLED_BACK.value] >= 1  # v2 is rolled back whatever the faults did
+    assert sum(out.faults.values()) > 0, "no fault was served"
