@@ -54,13 +54,14 @@ async def apply_migrations(
     """
     expand = [m for m in plan.pending if m not in plan.contract]
     inverse_sql = plan.inverse_sql
+    loses = plan.inverse_loses_data if plan.expand_inverse_loses_data is None else plan.expand_inverse_loses_data
     if plan.contract and plan.inverse_sql is not None:  # the inverse of the expand phase only
         inverse_sql = compose(plan.inverse_steps, expand)
     entry = await ledger.record_intent(
         release.release_id, "database",
         MigrationUndo(pending=expand, checkout=str(checkout), inverse_sql=inverse_sql,
                       inverse_steps={m: s for m, s in plan.inverse_steps.items() if m in expand},
-                      inverse_loses_data=plan.inverse_loses_data, backup_id=backup_id),
+                      inverse_loses_data=loses, backup_id=backup_id),
     )
     try:
         result = await migrator.apply(checkout, only=expand if plan.contract else None)
@@ -72,7 +73,7 @@ async def apply_migrations(
     result.applied = list(dict.fromkeys([*(entry.detail.applied or []), *result.applied]))
     await ledger.mark(entry.id, JournalState.DONE, MigrationDetail(applied=result.applied))
     baseline: dict[str, int] | None = {}
-    if inverse_sql is not None and not plan.inverse_loses_data:
+    if inverse_sql is not None and not loses:
         try:
             baseline = await migrator.inverse_footprint(inverse_sql)
         except AevonError:

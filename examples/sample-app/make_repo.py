@@ -41,6 +41,12 @@ VERSIONS: tuple[Version, ...] = (
     Version("bad-errors", "v2", "Scheduler loop fails every tick and reports to Sentry; every answer stays 200",
             good=False),
     Version("v4-destructive", "v2", "Drops the unused Session.createdAt column (destructive migration)", good=False),
+    # The safe rename of Task.title to Task.name (docs/migrations.md section 6). Good releases, kept off `main`
+    # (good=False) so that `main`, the demo and staging's promotion stay at v2.
+    Version("v5-task-name", "v2", "Rename Task.title to name, step 1: add name + backfill; write both, read name",
+            good=False),
+    Version("v6-drop-title", "v5-task-name", "Rename Task.title to name, step 2: code on name only; contract "
+            "migration drops title", good=False),
 )
 
 

@@ -55,6 +55,9 @@ class MigrationPlan(BaseModel):
     inverse_sql: str | None = None  # the down script of all of `pending`, prepared before applying
     inverse_steps: dict[str, str] = Field(default_factory=dict)  # per pending migration: its own down script
     inverse_loses_data: bool = False
+    # The expand phase's inverse alone, when a contract phase is split off (None: no contract phase, the same as
+    # inverse_loses_data): the inverse a rollback may apply never covers the contract migrations.
+    expand_inverse_loses_data: bool | None = None
     inverse_preconditions: list[str] = Field(default_factory=list)  # what the data must satisfy for the inverse
     expand: list[str] = Field(default_factory=list)  # applied before the services (providers/migrators/phases.py)
     contract: list[str] = Field(default_factory=list)  # applied after validation and the bake passed

@@ -135,6 +135,12 @@ class PrismaMigrator:
         forward = [(m, (migrations / m / "migration.sql").read_text(errors="replace")) for m in status.pending]
         judged = await inverse.judge(forward, findings, steps, self.inverse_footprint)
         split = phases.split(forward, fresh=bool(fresh), unique=self._unique(checkout, status.pending))
+        expand_loses: bool | None = None
+        if split.contract:  # judge the expand phase's inverse alone: the contract migrations are never reverted
+            expand_loses = split.expand != [] and (await inverse.judge(
+                [f for f in forward if f[0] in split.expand],
+                [f for f in findings if (f.location or "").split("/", 1)[0] in split.expand],
+                {m: s for m, s in steps.items() if m in split.expand}, self.inverse_footprint)).loses_data
         return MigrationPlan(
             pending=status.pending,
             findings=findings + judged.findings + split.findings,
@@ -142,6 +148,7 @@ class PrismaMigrator:
             inverse_sql=inverse.compose(judged.steps, status.pending) if judged.steps else None,
             inverse_steps=judged.steps,
             inverse_loses_data=judged.loses_data,
+            expand_inverse_loses_data=expand_loses,
             inverse_preconditions=judged.preconditions,
             expand=split.expand, contract=split.contract,
         )
