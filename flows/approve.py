@@ -74,23 +74,32 @@ def _private_key(path: Path) -> Any:
         raise ConfigError(str(exc), "--key") from exc
 
 
-async def _verdict(run_id: UUID, pause_key: str) -> tuple[bool, str]:
-    """After resuming: (accepted, what the flow said). Refused when the run pauses again at a new key."""
+async def _flow_said(run_id: UUID) -> list[str]:
+    """The approval gate's verdict lines in the run's log, oldest first."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
 
     async with get_client() as client:
-        for _ in range(int(VERDICT_WAIT_S * 4)):
-            run = await client.read_flow_run(run_id)
-            state = run.state
-            if state is not None and state.is_paused() and state.state_details.pause_key != pause_key:
-                logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
-                said = [lg.message for lg in logs if "APPROVAL REFUSED" in lg.message]
-                return False, said[-1] if said else "the run refused the answer and is waiting again"
-            if state is not None and not state.is_paused():
+        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
+                                      sort=LogSort.TIMESTAMP_ASC)
+    return [lg.message for lg in logs if lg.message.startswith(("APPROVAL REFUSED", "approved by ", "rejected by "))]
+
+
+async def _verdict(run_id: UUID, before: int, name: str, fingerprint: str) -> tuple[bool | None, str]:
+    """After resuming: the flow's own verdict on our answer, from the verdict lines logged after the `before` first.
+
+    (True, "") accepted, (False, its refusal) refused, (None, note) when no verdict reached the API in time.
+    """
+    for _ in range(int(VERDICT_WAIT_S * 4)):
+        said = (await _flow_said(run_id))[before:]
+        for line in said:
+            if line.startswith("APPROVAL REFUSED") and name in line:  # (a late line of an older answer: not ours)
+                return False, line
+            if f"({fingerprint})" in line:
                 return True, ""
-            await asyncio.sleep(0.25)
-    return True, "(no verdict seen yet: see the run's log)"
+        await asyncio.sleep(0.25)
+    return None, "(no verdict seen yet: see the run's log)"
 
 
 async def approve_command(req: ApproveRequest) -> int:
@@ -106,7 +115,7 @@ async def approve_command(req: ApproveRequest) -> int:
         raise ConfigError(f"not a flow run id: {req.run_id!r}", "RUN_ID") from exc
     if not req.reason.strip():
         raise ConfigError("a reason is required", "--reason")
-    run, pause_key, plan = await _paused_run(run_id)
+    run, _, plan = await _paused_run(run_id)
     env = str(run.parameters.get("env") or "prod")  # deploy_prod_flow (deploy-prod) has no `env` parameter
     spec_dir = Path(run.parameters["spec_dir"]) if run.parameters.get("spec_dir") else req.spec_dir
     spec = load_spec(env, spec_dir)
@@ -132,9 +141,10 @@ async def approve_command(req: ApproveRequest) -> int:
         return 0
     decision = {"approve": answer.approve, "approver": req.approver, "reason": answer.reason,
                 "allow_destructive": req.allow_destructive, "signature": signature}
+    before = len(await _flow_said(run_id))
     await aresume_flow_run(run_id, run_input=decision)
-    accepted, said = await _verdict(run_id, pause_key)
-    if not accepted:
+    accepted, said = await _verdict(run_id, before, req.approver, mine.fingerprint)
+    if accepted is False:
         print(f"aevon-deploy: refused by the run: {said}", file=sys.stderr)
         return EXIT_REFUSED
     print(f"{'rejected' if req.reject else 'approved'} {env} run {run_id} as {req.approver} "

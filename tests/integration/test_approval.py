@@ -116,9 +116,13 @@ async def refusal_logs(run_id: UUID, expected: int) -> list[str]:
     return found
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "flows.cli", "approve", *args], capture_output=True, text=True,
-                          cwd=ROOT, env=os.environ.copy())
+async def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`aevon-deploy approve ARGS`, awaited: the flow runs in this test's event loop and must go on meanwhile."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "flows.cli", "approve", *args, cwd=ROOT, env=os.environ.copy(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    return subprocess.CompletedProcess(list(args), proc.returncode or 0, out.decode(), err.decode())
 
 
 async def test_only_a_signed_answer_of_a_listed_approver_deploys(
@@ -151,14 +155,14 @@ async def test_only_a_signed_answer_of_a_listed_approver_deploys(
     # the CLI: a non-approver and a key that is not theirs are refused before resuming; a self-approval is refused
     # by the run (the CLI says so, exit 3); then ana.lead signs with her key and the run deploys
     base = [str(run_id), "--reason", "staging green, change CR-42"]
-    out = cli(*base, "--as", "mallory", "--key", str(keys["mallory"][0]))
+    out = await cli(*base, "--as", "mallory", "--key", str(keys["mallory"][0]))
     assert out.returncode == 3 and "'mallory' is not an approver of prod" in out.stderr
-    out = cli(*base, "--as", "ana.lead", "--key", str(keys["ops"][0]))
+    out = await cli(*base, "--as", "ana.lead", "--key", str(keys["ops"][0]))
     assert out.returncode == 3 and "is not a key of ana.lead" in out.stderr
-    out = cli(*base, "--as", "sam.starter", "--key", str(keys["sam"][0]))
+    out = await cli(*base, "--as", "sam.starter", "--key", str(keys["sam"][0]))
     assert out.returncode == 3 and "self-approval" in out.stderr, out.stderr
     assert not _WORLDS[world]["api"].deployments
-    out = cli(*base, "--as", "ana.lead", "--key", str(keys["ana"][0]))
+    out = await cli(*base, "--as", "ana.lead", "--key", str(keys["ana"][0]))
     assert out.returncode == 0, out.stderr
     fingerprint = parse_public_key(keys["ana"][1]).fingerprint
     assert fingerprint in out.stdout
@@ -186,7 +190,8 @@ async def test_a_signature_pasted_in_the_form_counts(
     write_spec(tmp_path / "specs", "prod", prod_spec(repo, world, keys))
     task = asyncio.create_task(deploy_flow("prod", "v1", spec_dir=str(tmp_path / "specs"), return_state=True))
     run_id = await paused_run("deploy-prod-v1", tmp_path / "specs")
-    out = cli(str(run_id), "--as", "ops.oncall", "--key", str(keys["ops"][0]), "--reason", "go", "--print-signature")
+    out = await cli(str(run_id), "--as", "ops.oncall", "--key", str(keys["ops"][0]), "--reason", "go",
+                    "--print-signature")
     assert out.returncode == 0, out.stderr
     signature = out.stdout.strip()
     assert "\n" not in signature and await pause_key(run_id) == "approval-1"  # printed, nothing sent
