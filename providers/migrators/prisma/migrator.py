@@ -123,6 +123,14 @@ class PrismaMigrator:
         findings = await self.assess(checkout, status.pending, fresh=bool(fresh))
         if not status.pending:
             return MigrationPlan(findings=findings)
+        if fresh:  # nothing existed before this deploy: nothing to invert, no `migrate diff` (issue 17)
+            migrations = self._paths(checkout)[1]
+            forward = [(m, (migrations / m / "migration.sql").read_text(errors="replace")) for m in status.pending]
+            judged = inverse.nothing_to_invert(forward)
+            split = phases.split(forward, fresh=True, unique=self._unique(checkout, status.pending))
+            return MigrationPlan(pending=status.pending, findings=findings + judged.findings + split.findings,
+                                 destructive=classify.is_destructive(findings), expand=split.expand,
+                                 contract=split.contract)
         try:
             steps = await self._inverse_steps(checkout, status.pending)
         except ShadowApplyFailed as exc:  # it fails on an empty copy: it would fail here too, before any change
@@ -318,7 +326,8 @@ class PrismaMigrator:
                 self._raise(cli, "migrate diff (inverse)")
             return cli.stdout
 
-        return await inverse.inverse_steps(migrations, base, pending, self.ctx.state_dir, diff)
+        return await inverse.inverse_steps(migrations, base, pending, self.ctx.state_dir, diff,
+                                           cache=self.ctx.state_dir / "inverse-cache")
 
 
     # -- helpers --------------------------------------------------------------------------------------------
