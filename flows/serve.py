@@ -36,8 +36,10 @@ async def prepare(pool: str) -> list[str]:
 
 
 def deploy_all(env: dict[str, str]) -> None:
-    """`prefect --no-prompt deploy --all` for prefect.yaml, with AEVON_HOME pointing at this checkout."""
-    out = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=ROOT, env=env,
+    """`prefect --no-prompt deploy` of prefect.yaml's local deployments (the *-gke ones build a Docker image: not
+    here), with AEVON_HOME pointing at this checkout."""
+    names = [arg for name in ("deploy-dev", "deploy-staging", "deploy-prod") for arg in ("--name", name)]
+    out = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", *names], cwd=ROOT, env=env,
                          capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"prefect deploy --all failed:\n{(out.stdout + out.stderr)[-3000:]}")
