@@ -26,7 +26,8 @@ async def revert_atomically(conn: Any, script: str, names: list[str]) -> None:
     """
     try:
         async with conn.transaction():
-            await conn.execute(script)
+            if script.strip():  # an inverse with nothing to undo (a data-only migration): bookkeeping only
+                await conn.execute(script)
             status = await conn.execute(_FORGET, names)
             deleted = int(str(status).rsplit(" ", 1)[-1])
             if deleted < len(names):
