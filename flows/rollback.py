@@ -138,6 +138,7 @@ async def _undo_migration(rt: Runtime, entry: MigrationEntry, report: RollbackRe
     checkout = Path(entry.undo.checkout)
     applied = list(entry.detail.applied or [])
     if entry.state == JournalState.INTENT:  # the process died during `migrate deploy`: ask the database
+        report.notes.extend(await rt.migrator.settle_interrupted(checkout))  # a killed attempt: what the schema holds
         status = await rt.migrator.status(checkout)
         applied = [m for m in entry.undo.pending if m in status.applied]
     db = rt.spec.database

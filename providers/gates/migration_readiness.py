@@ -56,8 +56,9 @@ class MigrationReadiness(BaseCheck):
             return self.error("no checkout to read")
         try:
             status = await self.migrator.status(inp.checkout_dir)
-            findings = [*self._failed(status), *await self.migrator.readiness(inp.checkout_dir, status),
-                        *await self._unknown(status)]
+            ready = await self.migrator.readiness(inp.checkout_dir, status)
+            explained = {f.location for f in ready if str(f.detail.get("rule", "")).startswith("interrupted-")}
+            findings = [*self._failed(status, explained), *ready, *await self._unknown(status)]
         except AevonError as exc:
             # Prisma refuses an inconsistent folder (P3019 ...): when the folder explains it, that is a FAILED gate.
             try:
@@ -82,9 +83,20 @@ class MigrationReadiness(BaseCheck):
                      "drift": float(status.drift), "unknown": len(status.unknown)},
         )
 
-    def _failed(self, status: MigrationStatus) -> list[Finding]:
+    def _failed(self, status: MigrationStatus, explained: set[str | None]) -> list[Finding]:
+        """A migration Prisma recorded as failed (its error in the logs): its one transaction rolled back. One
+        with no logs was interrupted, not failed: the migrator's readiness says what the schema holds."""
         out = []
         for m in status.failed:
+            if m in explained:
+                continue
+            if not status.failed_logs.get(m, "").strip():
+                out.append(Finding(
+                    message=f"migration {m} started and never finished, and no error was recorded (its run was "
+                            "killed?): whether its script is applied is not known. Compare the schema with the "
+                            "migration before resolving it; marking it rolled back when it is applied would apply "
+                            "it twice", severity=Severity.CRITICAL, location=m, detail={"rule": "interrupted"}))
+                continue
             said = [line.strip() for line in status.failed_logs.get(m, "").splitlines() if line.strip()]
             error = next((line for line in said if "ERROR:" in line), None)  # PostgreSQL's own message first
             error = error or next((line for line in said if "rror" in line), said[0] if said else "")

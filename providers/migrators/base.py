@@ -91,6 +91,11 @@ class Migrator(Protocol):
         """Consistency findings about the checkout's migrations (HIGH and above block a deploy)."""
         ...
 
+    async def settle_interrupted(self, checkout: Path) -> list[str]:
+        """Record what the schema proves about attempts killed mid-apply (applied whole / none of it); returns
+        what was recorded. Only while holding the environment lock."""
+        ...
+
     async def inverse_footprint(self, inverse_sql: str | None) -> dict[str, int]:
         """Data the inverse would destroy now: table or column -> rows holding values a re-apply cannot restore."""
         ...

@@ -18,7 +18,7 @@ from providers.errors import PermanentError, TransientError
 from providers.migrators import classify, phases
 from providers.migrators.base import MigrationPlan, MigrationResult, MigrationStatus, MigratorContext
 from providers.migrators.prisma import apply as lock_safe
-from providers.migrators.prisma import consistency, inverse, schema_file
+from providers.migrators.prisma import consistency, interrupted, inverse, schema_file
 from providers.migrators.prisma.history import MigrationRow, MigrationsTable, summarize
 from providers.migrators.prisma.inverse import ShadowApplyFailed
 from providers.migrators.prisma.revert import RevertFailed, revert_atomically, unmet
@@ -162,10 +162,27 @@ class PrismaMigrator:
         )
 
     async def readiness(self, checkout: Path, status: MigrationStatus) -> list[Finding]:
-        """The migrations folder's consistency and each pending migration parsing (providers/migrators/consistency)."""
+        """The migrations folder's consistency, each pending migration parsing (providers/migrators/consistency),
+        and the truth about attempts killed inside `migrate deploy` (interrupted.py: a dry run, rolled back)."""
         schema, migrations = self._paths(checkout)
+        local = self.local_migrations(checkout)
+        judged = await interrupted.judge(self.table, migrations, local) if status.failed else []
+        killed = [it.finding() for it in judged]
+        for f in killed:
+            f.message = self.scrub(f.message)
         return [*consistency.check_folder(schema, migrations), *schema_file.findings(schema),
-                *consistency.check_pending(migrations, status.pending, status.applied)]
+                *consistency.check_pending(migrations, status.pending, status.applied), *killed]
+
+    async def settle_interrupted(self, checkout: Path) -> list[str]:
+        """Record what the schema proves about attempts killed inside `migrate deploy` (applied whole: finished;
+        none of it: rolled back); unprovable ones stay as they are. Under the environment lock only."""
+        migrations = self._paths(checkout)[1]
+        local = self.local_migrations(checkout)
+        found = await interrupted.judge(self.table, migrations, local)
+        done = [self.scrub(s) for s in await interrupted.settle(self.table, found, local)]
+        for line in done:
+            log.warning("interrupted migration %s", line)
+        return done
 
     async def inverse_footprint(self, inverse_sql: str | None) -> dict[str, int]:
         """Rows holding data in each table or column the inverse destroys (0 when absent); {} without an inverse."""
