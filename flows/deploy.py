@@ -59,6 +59,7 @@ STATE_NAMES = {  # the deploy flow run's final state name (its type: Completed o
     DeployOutcome.ROLLED_BACK: "RolledBack",
     DeployOutcome.ROLLBACK_FAILED: "RollbackFailed",
     DeployOutcome.FAILED: "Failed",
+    DeployOutcome.NOTHING_TO_PROMOTE: "NothingToPromote",
 }
 
 
@@ -80,7 +81,7 @@ def _flow_run_id() -> str:
 
 @flow(name="deploy", flow_run_name="deploy-{env}-{ref}")
 async def deploy_flow(
-    env: str, ref: str, allow_destructive: bool = False, spec_dir: str | None = None
+    env: str, ref: str, allow_destructive: bool = False, spec_dir: str | None = None, force: bool = False
 ) -> State[DeployReport]:
     """Deploy `ref` to `env` through the runbook's DAG; roll back by itself when a deploy or validation fails.
 
@@ -89,11 +90,13 @@ async def deploy_flow(
         ref: git ref to deploy (branch, tag or SHA; prod: a release tag).
         allow_destructive: apply migrations classified destructive (otherwise refused where the spec says so).
         spec_dir: folder of the environment specs (default: the project's deployments/).
+        force: deploy even when `ref` is the release already serving and validated (spec `promotion.skip_unchanged`).
 
     Returns:
-        A Completed state carrying the DeployReport, or a Failed state carrying it when the run did not succeed.
+        A Completed state carrying the DeployReport (named NothingToPromote when the release already served), or a
+        Failed state carrying it when the run did not succeed.
     """
-    return await run_deploy(env, ref, allow_destructive, spec_dir)
+    return await run_deploy(env, ref, allow_destructive, spec_dir, force)
 
 
 ReleaseTag = Annotated[str, Field(pattern=r"^v\d+\.\d+\.\d+$", description="a release tag such as v1.4.0")]
@@ -101,7 +104,7 @@ ReleaseTag = Annotated[str, Field(pattern=r"^v\d+\.\d+\.\d+$", description="a re
 
 @flow(name="deploy-prod", flow_run_name="deploy-prod-{ref}")
 async def deploy_prod_flow(
-    ref: ReleaseTag, allow_destructive: bool = False, spec_dir: str | None = None
+    ref: ReleaseTag, allow_destructive: bool = False, spec_dir: str | None = None, force: bool = False
 ) -> State[DeployReport]:
     """Deploy a release tag to production: the approval gate, staging evidence and release rules of prod.yaml.
 
@@ -109,11 +112,14 @@ async def deploy_prod_flow(
         ref: a release tag such as v1.4.0 (the deployment's parameter schema refuses anything else).
         allow_destructive: apply migrations classified destructive (the approver can also allow it).
         spec_dir: folder of the environment specs (default: the project's deployments/).
+        force: deploy even when the tag's commit already serves, validated (prod.yaml `promotion.skip_unchanged`).
     """
-    return await run_deploy("prod", ref, allow_destructive, spec_dir)
+    return await run_deploy("prod", ref, allow_destructive, spec_dir, force)
 
 
-async def run_deploy(env: str, ref: str, allow_destructive: bool, spec_dir: str | None) -> State[DeployReport]:
+async def run_deploy(
+    env: str, ref: str, allow_destructive: bool, spec_dir: str | None, force: bool = False
+) -> State[DeployReport]:
     """The body of both deploy flows: everything after the flow run has started."""
     flow_run_id = _flow_run_id()
     report = DeployReport(env=env, ref=ref, flow_run_id=flow_run_id, started_by=started_by())
@@ -125,11 +131,12 @@ async def run_deploy(env: str, ref: str, allow_destructive: bool, spec_dir: str 
             rt = build_runtime(env, Path(spec_dir) if spec_dir else None, settings=AevonSettings())
             check_ref(rt.spec, ref)
         ledger = (await rt.state.open()).ledger
-        async with environment_lock(env, rt.settings.lock_lease_s, "deploy", db_url=rt.settings.state_db_url):
+        async with environment_lock(env, rt.settings.lock_lease_s, "deploy", db_url=rt.settings.state_db_url) as lease:
+            ledger.fence(env, lease.token)  # no journal intent (so no side effect) once the lock is not ours
             finished = True
             try:
                 await _compensate(rt, ledger, report)
-                await _run(rt, ledger, report, flow_run_id, allow_destructive)
+                await _run(rt, ledger, report, flow_run_id, allow_destructive, force)
             except AevonError as exc:
                 _classify(report, exc)
             except BaseException:  # a crash: left `running`, so the next run compensates it from its journal
@@ -166,6 +173,8 @@ async def _finish(report: DeployReport) -> State[DeployReport]:
     emit_outcome(report)  # aevon.deploy.<outcome>: payload in flows/notify.py, automations in deployments/automations
     if report.outcome == DeployOutcome.SUCCEEDED:
         return Completed(data=report, message="deployed")
+    if report.outcome == DeployOutcome.NOTHING_TO_PROMOTE:
+        return Completed(data=report, name=STATE_NAMES[report.outcome], message=report.note)
     return Failed(data=report, name=STATE_NAMES[report.outcome],  # the Prefect UI names what happened
                   message=f"{report.outcome}: {report.error or ''}".strip(": "))
 
@@ -186,15 +195,18 @@ async def _compensate(rt: Runtime, ledger: Ledger, report: DeployReport) -> None
 
 
 async def _run(
-    rt: Runtime, ledger: Ledger, report: DeployReport, flow_run_id: str, allow_destructive: bool
+    rt: Runtime, ledger: Ledger, report: DeployReport, flow_run_id: str, allow_destructive: bool, force: bool = False
 ) -> None:
     spec = rt.spec
     emit_event(event="aevon.deploy.started", resource={"prefect.resource.id": f"aevon.environment.{spec.environment}"},
                payload={"ref": report.ref})
     with report.step("resolve release") as st:
         release = await _resolve(rt, report.ref, flow_run_id)
-        report.sha, report.release_id = release.sha, release.release_id
+        report.sha = release.sha
         st.detail = f"{report.ref} → {release.short_sha}"
+        if await _nothing_to_promote(rt, ledger, report, force):  # no release row, no gate, no change
+            return
+        report.release_id = release.release_id
         await ledger.start_release(release.release_id, spec.environment, report.ref, release.sha, flow_run_id)
         if spec.require_staging_pass and await ledger.passed("staging", release.sha) is None:
             raise Refused(f"commit {release.short_sha} has not passed validation in staging")
@@ -231,6 +243,21 @@ async def _run(
         await _rollback(rt, report, release, describe_error(exc))
         return
     report.outcome = DeployOutcome.SUCCEEDED
+
+
+async def _nothing_to_promote(rt: Runtime, ledger: Ledger, report: DeployReport, force: bool) -> bool:
+    """spec.promotion.skip_unchanged: the SHA already serves, validated, nothing rolled back since (unless force)."""
+    if force or not rt.spec.promotion.skip_unchanged or report.sha is None:
+        return False
+    done = await ledger.validated_serving(rt.spec.environment, report.sha)
+    if done is None:
+        return False
+    since = f"{done.finished_at:%Y-%m-%d %H:%M:%S} UTC" if done.finished_at else "?"
+    report.outcome = DeployOutcome.NOTHING_TO_PROMOTE
+    report.note = (f"nothing to promote: {report.sha[:12]} already serving and validated since {since} "
+                   f"(run {done.flow_run_id or '?'}, release {done.release_id}); deploy with force to re-deploy")
+    get_run_logger().info("%s", report.note)
+    return True
 
 
 async def _resolve(rt: Runtime, ref: str, flow_run_id: str) -> Release:

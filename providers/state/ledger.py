@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel, Field
 
+from providers.errors import AevonError
 from providers.state.journal import (
     AnyEntry,
     CanaryEntry,
@@ -25,9 +26,18 @@ from providers.state.journal import (
 if TYPE_CHECKING:
     from providers.state.store import StateStore
 
+_FENCE = ("SELECT 1 FROM aevon_env_locks WHERE env=$7 AND token=$8 AND flow_run_id IS NOT NULL "
+          "AND expires_at >= now()")  # the same condition as LockTable.holds
+
+
+class FencedOff(AevonError):
+    """This run's lease token is no longer its environment's (forced unlock, takeover): no new side effect."""
+
+
 # Release statuses: running -> succeeded | rolled_back | rollback_failed | refused | failed | compensated
 RUNNING = "running"
 FINAL_GOOD = "succeeded"
+REFUSED = "refused"  # stopped before any change: says nothing about what serves
 
 
 class ReleaseRow(BaseModel):
@@ -52,6 +62,12 @@ class Ledger:
 
     def __init__(self, store: StateStore) -> None:
         self._conn = store.connection
+        self._fence: tuple[str, int] | None = None
+
+    def fence(self, env: str, token: int) -> None:
+        """From now on `record_intent` writes only while `token` is still `env`'s live lease (flows/locking.py),
+        in the same statement as the intent: a fenced-off run records no intent, so it starts no side effect."""
+        self._fence = (env, token)
 
     # -- releases ----------------------------------------------------------------------------------------------
     async def start_release(self, release_id: str, env: str, ref: str, sha: str, flow_run_id: str | None) -> None:
@@ -101,6 +117,26 @@ class Ledger:
         )
         return rows[0] if rows else None
 
+    async def validated_serving(self, env: str, sha: str) -> ReleaseRow | None:
+        """The run that left `sha` serving in `env`, validated, when nothing changed since (promote only what changed).
+
+        None unless the latest run of `env` that was not refused (a running one counts, as unknown) succeeded with
+        `sha`, left no contract migration to apply, and no journal entry of it was undone after it finished (a
+        `rollback` command run on it later).
+        """
+        rows = await self._releases(
+            "WHERE env=$1 AND status <> $2 ORDER BY finished_at DESC NULLS FIRST, started_at DESC LIMIT 1", env, REFUSED
+        )
+        row = rows[0] if rows else None
+        if row is None or row.status != FINAL_GOOD or row.sha != sha or row.report.get("contract_left"):
+            return None
+        async with self._conn() as c:
+            undone = await c.fetchval(
+                "SELECT count(*) FROM aevon_journal WHERE release_id=$1 AND state=$2 AND updated_at > $3",
+                row.release_id, JournalState.UNDONE.value, row.finished_at,
+            )
+        return None if undone else row
+
     async def get(self, release_id: str) -> ReleaseRow | None:
         rows = await self._releases("WHERE release_id=$1", release_id)
         return rows[0] if rows else None
@@ -122,15 +158,22 @@ class Ledger:
 
     async def record_intent(self, release_id: str, target: str, undo: Undo) -> AnyEntry:
         """Before a side effect: what would undo it. Idempotent per (release, step, target): the first undo wins;
-        an entry undone by a compensation is re-opened (the same release is being deployed again)."""
+        an entry undone by a compensation is re-opened (the same release is being deployed again).
+
+        Fenced (`fence`): raises FencedOff, writing nothing, when the run's lease token is no longer current."""
+        env, token = self._fence if self._fence is not None else ("", 0)
         async with self._conn() as c:
             row = await c.fetchrow(
-                "INSERT INTO aevon_journal (release_id, step, target, state, undo) VALUES ($1, $2, $3, $4, $5::jsonb) "
+                "INSERT INTO aevon_journal (release_id, step, target, state, undo) "
+                f"SELECT $1, $2, $3, $4, $5::jsonb WHERE NOT $9 OR EXISTS ({_FENCE}) "
                 "ON CONFLICT (release_id, step, target) DO UPDATE SET state = CASE WHEN aevon_journal.state = $6 "
                 "THEN $4 ELSE aevon_journal.state END, updated_at = now() RETURNING *",
                 release_id, undo.step.value, target, JournalState.INTENT.value, undo.model_dump_json(),
-                JournalState.UNDONE.value,
+                JournalState.UNDONE.value, env, token, self._fence is not None,
             )
+        if row is None:
+            raise FencedOff(f"the lock of {env} is no longer held with token {token} (unlocked by force or taken "
+                            f"over): this run records no new step ({undo.step.value} {target}) and stops")
         return _entry(row)
 
     async def mark(self, entry_id: int, state: JournalState, detail: Detail | None = None) -> None:
