@@ -71,7 +71,7 @@ def _env(env: str) -> str:
     known = available_environments(ctx.spec_dir)
     if env not in known:
         where = f" in {ctx.spec_dir}" if ctx.spec_dir else ""
-        raise CliError(f"unknown environment {env!r}{where} (known: {', '.join(known) or 'none'})")
+        raise CliError(f"unknown environment {env!r} (known: {', '.join(known) or 'none'}); no {env}.yaml{where}")
     _settings()
     return env
 
@@ -80,7 +80,7 @@ def _env(env: str) -> str:
 async def plan(env: str, /, *, ref: str | None = None, json: Json = False) -> int:
     """Print the DAG a deploy would run (gates' outcome now, versions, migrations); changes nothing.
 
-    Missing secrets are all listed, and the steps that need them marked.
+    Missing secrets are all listed (exit 3: a deploy would be refused), and the steps that need them marked.
 
     Parameters
     ----------
@@ -101,11 +101,15 @@ async def plan(env: str, /, *, ref: str | None = None, json: Json = False) -> in
         show.print_json(result)
     else:
         print(result.text())
+    missing = result.missing_text()
+    if missing:  # the whole DAG is on stdout; what must be set before a deploy, on stderr, and exit 3
+        print(f"aevon-deploy: {missing}", file=sys.stderr)
+        return EXIT_REFUSED
     return 0
 
 
 @app.command
-async def deploy(env: str, /, *, ref: str, allow_destructive: bool = False, json: Json = False,
+async def deploy(env: str, /, *, ref: str, allow_destructive: bool = False, force: bool = False, json: Json = False,
                  markdown: bool = False) -> int:
     """Deploy a ref to an environment; a failed deploy or check rolls back by itself.
 
@@ -117,6 +121,8 @@ async def deploy(env: str, /, *, ref: str, allow_destructive: bool = False, json
         git ref to deploy (prod: a release tag)
     allow_destructive
         apply migrations classified destructive
+    force
+        deploy even when the ref's commit already serves, validated (otherwise: nothing to promote, exit 0)
     json
         print the report as JSON
     markdown
@@ -131,7 +137,7 @@ async def deploy(env: str, /, *, ref: str, allow_destructive: bool = False, json
     _env(env)
     with tags(*env_tags(env), "cli"), show.step_progress(show.console(stderr=True)):
         state = await deploy_flow(env, ref, allow_destructive=allow_destructive, spec_dir=ctx.spec_arg,
-                                  return_state=True)
+                                  force=force, return_state=True)
     try:
         report = await report_of(state)
     except AevonError as exc:  # the flow run crashed (an unexpected exception): report it, then exit 1

@@ -29,6 +29,8 @@ class PlannedService(BaseModel):
     needs: list[str] = Field(default_factory=list)  # missing secrets
 
     def describe_current(self) -> str:
+        if self.needs:
+            return "not asked"  # its target needs a missing secret; "(none)" would read as never deployed
         if self.unreachable is not None:
             return f"unreachable: {self.unreachable}"
         return self.current[:12] if self.current else "(none)"
@@ -57,11 +59,14 @@ class Plan(BaseModel):
     lines: list[str] = Field(default_factory=list)
 
     def text(self) -> str:
-        out = list(self.lines)
-        if self.missing_secrets:
-            out += ["", f"missing secrets ({len(self.missing_secrets)}): a deploy would be refused until they are set"]
-            out += [f"  - {msg}" for msg in self.missing_secrets.values()]
-        return "\n".join(out)
+        return "\n".join(self.lines)
+
+    def missing_text(self) -> str | None:
+        """Every missing secret at once (a deploy would be refused until they are set), or None."""
+        if not self.missing_secrets:
+            return None
+        return "\n".join([f"{len(self.missing_secrets)} secret(s) missing: a deploy would be refused until set",
+                          *(f"  - {msg}" for msg in self.missing_secrets.values())])
 
 
 def _needs(names: list[str]) -> str:

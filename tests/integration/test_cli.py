@@ -1,7 +1,9 @@
-"""The `aevon-deploy` command line: help, plan, deploy exit codes, history and status, as a user runs them."""
+"""The `aevon-deploy` command line: help, plan, deploy exit codes, history, status, stats, friendly errors and empty
+states, as a user runs them."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,10 +25,11 @@ def run(
                           env={**os.environ, **(env or {})}, check=False)
 
 
-@pytest.mark.parametrize("cmd", [[], ["plan"], ["deploy"], ["rollback"], ["history"], ["status"], ["unlock"]])
+@pytest.mark.parametrize("cmd", [[], ["plan"], ["deploy"], ["approve"], ["rollback"], ["history"], ["status"],
+                                 ["stats"], ["unlock"], ["db"], ["db", "backups"], ["db", "restore"], ["completion"]])
 def test_help_on_every_command(cmd: list[str]) -> None:
     out = run(*cmd, "--help")
-    assert out.returncode == 0 and "usage: aevon-deploy" in out.stdout
+    assert out.returncode == 0 and f"Usage: aevon-deploy {' '.join(cmd)}".rstrip() in out.stdout
 
 
 def test_top_level_help_documents_exit_codes() -> None:
@@ -53,6 +56,54 @@ def test_missing_secret_is_named_and_its_value_never_printed(tmp_path: Path, rep
     assert "s3cr3t" not in out.stdout + out.stderr
 
 
+def test_plan_without_secrets_lists_them_all_and_still_shows_the_whole_dag(tmp_path: Path,
+                                                                            repo: Path) -> None:  # noqa: F811
+    spec = memory_spec(repo, ["api", "web"], depends={"web": ["api"]})
+    spec["services"][0]["secrets"] = {"token": "API_TOKEN_H14"}
+    spec["services"][1]["secrets"] = {"token": "WEB_TOKEN_H14"}
+    spec["validation"]["checks"][1]["secrets"] = {"key": "CHECK_KEY_H14"}
+    write_spec(tmp_path, "dev", spec)
+    out = run("plan", "dev", "--ref", "v2", spec_dir=tmp_path)
+    assert out.returncode == 3, out.stderr
+    assert "3 secret(s) missing" in out.stderr
+    for name, where in (("API_TOKEN_H14", "services[0].secrets.token"), ("WEB_TOKEN_H14", "services[1].secrets.token"),
+                        ("CHECK_KEY_H14", "validation.checks[1].secrets.key")):
+        assert f"{where}: secret {name} is not set" in out.stderr
+    v2 = sha(repo, "v2")[:12]
+    assert f"- api [memory] not asked → {v2} (needs secret API_TOKEN_H14)" in out.stdout  # never "(none)"
+    assert f"- web [memory] not asked → {v2} (needs secret WEB_TOKEN_H14)" in out.stdout
+    assert "check-web [sleep] (needs secret CHECK_KEY_H14)" in out.stdout and "on failure: rollback" in out.stdout
+    data = json.loads(run("plan", "dev", "--ref", "v2", "--json", spec_dir=tmp_path).stdout)
+    assert sorted(data["missing_secrets"]) == ["API_TOKEN_H14", "CHECK_KEY_H14", "WEB_TOKEN_H14"]
+    assert [s["needs"] for s in data["services"]] == [["API_TOKEN_H14"], ["WEB_TOKEN_H14"]]
+
+
+def test_friendly_errors_and_completion(tmp_path: Path) -> None:
+    out = run("plan", "dev", spec_dir=tmp_path / "nowhere")
+    assert out.returncode == 2 and f"--spec-dir {tmp_path / 'nowhere'}: no such folder" in out.stderr
+    out = run("approve", "not-a-run", "--as", "ana", "--reason", "x")
+    assert out.returncode == 3 and "'not-a-run' is not a flow run id" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = run("deploy", "dev")
+    assert out.returncode == 2 and "--ref" in out.stderr
+    out = run("completion", "--shell", "bash")
+    assert out.returncode == 0 and "aevon-deploy" in out.stdout and "complete" in out.stdout
+
+
+@pytest.mark.usefixtures("prefect_api", "ledger_url")
+def test_empty_states_say_so(tmp_path: Path, repo: Path) -> None:  # noqa: F811
+    write_spec(tmp_path, "dev", memory_spec(repo, ["api"]))
+    assert run("history", "dev", spec_dir=tmp_path).stdout.strip() == "no releases of dev yet"
+    assert json.loads(run("history", "dev", "--json", spec_dir=tmp_path).stdout) == []
+    assert run("db", "backups", "dev", spec_dir=tmp_path).stdout.strip() == "no backups of dev yet"
+    assert run("stats", "dev", spec_dir=tmp_path).stdout.strip() == "no runs of dev in the last 30 days"
+    status = run("status", "dev", spec_dir=tmp_path)
+    assert status.returncode == 0 and "never deployed" in status.stdout
+    out = run("approve", "7b1e5c1e-0000-4000-8000-000000000000", "--as", "ana", "--reason", "x")
+    assert out.returncode == 3 and "no flow run 7b1e5c1e-0000-4000-8000-000000000000" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_plan_prints_the_dag_and_changes_nothing(tmp_path: Path, repo: Path, state_dir: Path) -> None:  # noqa: F811
     spec = memory_spec(repo, ["api", "web"], depends={"web": ["api"]})
     spec["warmup"] = {"requests": [{"service": "web", "path": "/", "repeat": 2}]}
@@ -73,17 +124,26 @@ def test_plan_prints_the_dag_and_changes_nothing(tmp_path: Path, repo: Path, sta
 @pytest.mark.usefixtures("prefect_api", "ledger_url")
 def test_deploy_exit_codes_history_and_status(tmp_path: Path, repo: Path, state_dir: Path) -> None:  # noqa: F811
     write_spec(tmp_path, "dev", memory_spec(repo, ["api"], check_outcome="FAILED"))
-    first = run("deploy", "dev", "--ref", "v1", spec_dir=tmp_path)
+    first = run("deploy", "dev", "--ref", "v1", "--json", spec_dir=tmp_path)
     assert first.returncode == 5, first.stdout + first.stderr  # failed, and there was nothing to roll back to
-    assert "ROLLBACK_FAILED" in first.stdout and "no earlier version to roll back to" in first.stdout
+    report = json.loads(first.stdout)
+    assert report["outcome"] == "ROLLBACK_FAILED" and "no earlier version to roll back to" in first.stdout
+    assert "] deploy services: api …" in first.stderr  # live step progress (plain lines when not a terminal)
 
     write_spec(tmp_path, "dev", memory_spec(repo, ["api"], check_outcome="PASSED"))
     ok = run("deploy", "dev", "--ref", "v1", spec_dir=tmp_path)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "## Deploy dev @ v1 → **SUCCEEDED**" in ok.stdout
+    assert "Deploy dev @ v1 → SUCCEEDED" in ok.stdout and "check-api" in ok.stdout  # rendered for a terminal
+    assert "] deploy services: api: ok in " in ok.stderr
 
     hist = run("history", "dev", spec_dir=tmp_path)
-    lines = [ln for ln in hist.stdout.splitlines()[1:] if ln.strip()]
-    assert [ln.split()[2] for ln in lines] == ["succeeded", "rollback_failed"]
+    assert "succeeded" in hist.stdout and "rollback_failed" in hist.stdout
+    rows = json.loads(run("history", "dev", "--json", spec_dir=tmp_path).stdout)
+    assert [r["status"] for r in rows] == ["succeeded", "rollback_failed"]
+    assert all(r["started_by"] and r["duration_s"] is not None and r["run_url"] for r in rows)
+    assert "validation failed: check-api" in str(rows[1]["reason"]) and rows[0]["reason"] is None
     status = run("status", "dev", spec_dir=tmp_path)
     assert f"serving (last good): v1 {sha(repo, 'v1')[:12]}" in status.stdout
+    stats = json.loads(run("stats", "dev", "--json", spec_dir=tmp_path).stdout)
+    assert stats["deployments"] == 1 and stats["failures"] == 1 and stats["change_failure_rate"] == 0.5
+    assert stats["lead_time_s"] is not None and stats["not_restored"] == 0
