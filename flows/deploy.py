@@ -19,6 +19,7 @@ from pydantic import Field
 from deployments.settings import AevonSettings
 from flows.approval import ApprovalRejected, approval_summary, wait_for_approval
 from flows.canary import canary_service
+from flows.leftovers import clean_leftovers
 from flows.locking import environment_lock
 from flows.notify import emit_outcome
 from flows.observe import forward_domain_logs, started_by, tag_this_run
@@ -135,6 +136,7 @@ async def run_deploy(
             ledger.fence(env, lease.token)  # no journal intent (so no side effect) once the lock is not ours
             finished = True
             try:
+                report.leftovers = await clean_leftovers(rt)  # child processes, shadow databases of a killed run
                 await _compensate(rt, ledger, report)
                 await _run(rt, ledger, report, flow_run_id, allow_destructive, force)
             except AevonError as exc:

@@ -48,6 +48,7 @@ class DeployOutcome(StrEnum):
     ROLLED_BACK = "ROLLED_BACK"  # a deploy or validation failed and the rollback restored the previous release
     ROLLBACK_FAILED = "ROLLBACK_FAILED"  # the rollback itself did not complete: an operator must look
     FAILED = "FAILED"  # an unexpected error after changes began, with automatic rollback disabled
+    NOTHING_TO_PROMOTE = "NOTHING_TO_PROMOTE"  # the SHA already serves, validated: nothing was done (spec.promotion)
 
 
 EXIT_CODES: dict[DeployOutcome, int] = {
@@ -56,6 +57,7 @@ EXIT_CODES: dict[DeployOutcome, int] = {
     DeployOutcome.REFUSED: 3,
     DeployOutcome.ROLLED_BACK: 4,
     DeployOutcome.ROLLBACK_FAILED: 5,
+    DeployOutcome.NOTHING_TO_PROMOTE: 0,
 }
 
 
@@ -103,6 +105,7 @@ class DeployReport(BaseModel):
     started_by: str | None = None  # Prefect user / deployment / automation, or the OS user of a CLI run
     outcome: DeployOutcome = DeployOutcome.SUCCEEDED
     error: str | None = None
+    note: str | None = None  # why a run changed nothing on purpose (nothing to promote)
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
     steps: list[StepRecord] = Field(default_factory=list)
@@ -116,6 +119,7 @@ class DeployReport(BaseModel):
     warmup: dict[str, float] = Field(default_factory=dict)
     checks: list[CheckResult] = Field(default_factory=list)
     compensated: list[RollbackReport] = Field(default_factory=list)
+    leftovers: list[str] = Field(default_factory=list)  # what a killed run left and this run removed (leftovers.py)
     rollback: RollbackReport | None = None
 
     @contextmanager
@@ -185,6 +189,8 @@ def render_markdown(r: DeployReport) -> str:
     ]
     if r.error:
         lines.append(f"- error: {r.error}")
+    if r.note:
+        lines.append(f"- {r.note}")
     lines += ["", "### Steps", "", "| step | outcome | time | detail |", "|---|---|---|---|"]
     lines += [f"| {s.name} | {s.outcome} | {s.duration_s:.2f}s | {s.detail[:200]} |" for s in r.steps]
     lines.append("")

@@ -91,6 +91,10 @@ class Migrator(Protocol):
         """Consistency findings about the checkout's migrations (HIGH and above block a deploy)."""
         ...
 
+    async def clean_leftovers(self) -> list[str]:
+        """Remove what a killed run of this tool left on the database server (Prisma: shadow databases)."""
+        ...
+
     async def settle_interrupted(self, checkout: Path) -> list[str]:
         """Record what the schema proves about attempts killed mid-apply (applied whole / none of it); returns
         what was recorded. Only while holding the environment lock."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from providers import process_groups
 from providers.models import Severity
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -165,16 +166,17 @@ async def scan(url: str, s: WapitiSettings, out_dir: Path, stem: str) -> WapitiR
                 *argv(exe, url, s, report, work), cwd=work, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
             )
-        try:
-            async with asyncio.timeout(s.timeout_s):
-                code = await proc.wait()
-        except TimeoutError:
-            run.error = f"wapiti did not finish within {s.timeout_s:g}s"
-            return run
-        finally:
-            run.seconds = time.monotonic() - t0
-            if proc.returncode is None:
-                await _stop(proc)
+        with process_groups.recorded(proc.pid):  # a killed deploy leaves the pid file: the next run kills wapiti
+            try:
+                async with asyncio.timeout(s.timeout_s):
+                    code = await proc.wait()
+            except TimeoutError:
+                run.error = f"wapiti did not finish within {s.timeout_s:g}s"
+                return run
+            finally:
+                run.seconds = time.monotonic() - t0
+                if proc.returncode is None:
+                    await _stop(proc)
     if code != 0:
         run.error = f"wapiti exited {code} (see {log.name})"
         return run

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from providers import process_groups
 from providers.models import Finding, Outcome, Severity
 
 # The suite gets this much of our environment (never our secrets: DATABASE_URL, tokens ...), plus `env` and BASE_URL.
@@ -162,16 +163,17 @@ async def run_suite(spec: SuiteSpec, base_url: str, checkout: Path, out_dir: Pat
             )
     except OSError as exc:
         return SuiteOutcome(Outcome.ERROR, f"could not start the suite {spec.command[0]!r}: {exc.strerror or exc}")
-    try:
-        async with asyncio.timeout(spec.timeout_s):
-            code = await proc.wait()
-    except TimeoutError:
-        await _kill(proc)
-        return SuiteOutcome(Outcome.ERROR, f"the suite did not finish within {spec.timeout_s:g}s",
-                            artifacts={"suite log": str(log)})
-    finally:
-        if proc.returncode is None:  # cancelled (the check's own timeout): never leave the suite running
+    with process_groups.recorded(proc.pid):  # a killed deploy leaves the pid file: the next run kills the suite
+        try:
+            async with asyncio.timeout(spec.timeout_s):
+                code = await proc.wait()
+        except TimeoutError:
             await _kill(proc)
+            return SuiteOutcome(Outcome.ERROR, f"the suite did not finish within {spec.timeout_s:g}s",
+                                artifacts={"suite log": str(log)})
+        finally:
+            if proc.returncode is None:  # cancelled (the check's own timeout): never leave the suite running
+                await _kill(proc)
     tests: list[SuiteTest] | None = None
     errors: list[str] = []
     if report is not None:

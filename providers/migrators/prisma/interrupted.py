@@ -26,6 +26,12 @@ _ROLLED_BACK_SQL = """
 UPDATE "_prisma_migrations" SET rolled_back_at = now()
 WHERE migration_name = $1 AND checksum = $2 AND finished_at IS NULL AND rolled_back_at IS NULL AND logs IS NULL
 """
+_SHADOWS_SQL = r"""
+SELECT d.datname FROM pg_database d
+WHERE d.datname ~ '^prisma_migrate_shadow_db_[0-9a-f-]{36}$'
+  AND d.datdba = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+  AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)
+"""
 RESOLVE_APPLIED = ('UPDATE "_prisma_migrations" SET "finished_at" = now(), "applied_steps_count" = 1 WHERE '
                    '"migration_name" = \'{name}\' AND "finished_at" IS NULL AND "rolled_back_at" IS NULL;')
 RESOLVE_ROLLED_BACK = ('UPDATE "_prisma_migrations" SET "rolled_back_at" = now() WHERE "migration_name" = \'{name}\' '
@@ -70,6 +76,21 @@ class Interrupted:
                    "is applied would apply it twice")
         return Finding(message=msg, severity=Severity.HIGH,
                        location=self.name, detail={"rule": f"interrupted-{self.verdict.value}"})
+
+
+async def drop_shadow_databases(conn: Any) -> list[str]:
+    """Drop Prisma's shadow databases (`prisma_migrate_shadow_db_<uuid>`, @prisma/adapter-pg connectToShadowDb)
+    owned by our role that nobody is connected to: a live `migrate diff` (another environment's, on the same
+    server) is connected to its own, and DROP DATABASE without FORCE refuses one in use anyway."""
+    names = [r["datname"] for r in await conn.fetch(_SHADOWS_SQL)]
+    done = []
+    for name in names:
+        try:
+            await conn.execute(f'DROP DATABASE "{name}"')  # a name from pg_database matching the fixed pattern
+        except asyncpg.ObjectInUseError:
+            continue
+        done.append(f"dropped shadow database {name} left by a killed migrate diff")
+    return done
 
 
 def interrupted_rows(rows: list[MigrationRow]) -> list[MigrationRow]:

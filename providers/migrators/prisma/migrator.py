@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 from pglast.ast import TransactionStmt
 
+from providers import process_groups
 from providers.errors import PermanentError, TransientError
 from providers.migrators import classify, phases
 from providers.migrators.base import MigrationPlan, MigrationResult, MigrationStatus, MigratorContext
@@ -172,6 +173,11 @@ class PrismaMigrator:
             f.message = self.scrub(f.message)
         return [*consistency.check_folder(schema, migrations), *schema_file.findings(schema),
                 *consistency.check_pending(migrations, status.pending, status.applied), *killed]
+
+    async def clean_leftovers(self) -> list[str]:
+        """Drop the shadow databases a killed `migrate diff` left on this server (interrupted.py), as sentences."""
+        async with self.table.connection("shadow databases") as conn:
+            return await interrupted.drop_shadow_databases(conn)
 
     async def settle_interrupted(self, checkout: Path) -> list[str]:
         """Record what the schema proves about attempts killed inside `migrate deploy` (applied whole: finished;
@@ -409,18 +415,20 @@ class PrismaMigrator:
             *argv, cwd=self.toolkit_dir, env={**self._env(checkout, migrations_dir), **(extra_env or {})},
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE if split else asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own group, in the run's pid files: the next run kills what a kill left
         )
-        try:
-            data = stdin.encode() if stdin is not None else None
-            out, err = await asyncio.wait_for(proc.communicate(data), self.timeout_s)
-        except TimeoutError as exc:
-            await _kill(proc)
-            raise TransientError(
-                f"prisma {' '.join(args[:2])} timed out after {self.timeout_s:.0f}s", provider=PROVIDER
-            ) from exc
-        except BaseException:  # cancelled: never leave a Prisma process behind
-            await _kill(proc)
-            raise
+        with process_groups.recorded(proc.pid):
+            try:
+                data = stdin.encode() if stdin is not None else None
+                out, err = await asyncio.wait_for(proc.communicate(data), self.timeout_s)
+            except TimeoutError as exc:
+                await _kill(proc)
+                raise TransientError(
+                    f"prisma {' '.join(args[:2])} timed out after {self.timeout_s:.0f}s", provider=PROVIDER
+                ) from exc
+            except BaseException:  # cancelled: never leave a Prisma process behind
+                await _kill(proc)
+                raise
         duration = time.monotonic() - started
         said = err if split else out
         text = _NOISE_RE.sub("", self.scrub(said.decode(errors="replace")))
