@@ -298,6 +298,17 @@ class RecordsSpec(_Strict):
     github: GitHubRecordSpec | None = None
 
 
+class PromotionSpec(_Strict):
+    """What a run does when the ref resolves to the release already serving (a scheduled promotion of an unchanged
+    branch): skip it, or deploy and validate it again."""
+
+    skip_unchanged: bool = Field(
+        default=False, description="end the run as NothingToPromote, changing nothing, when the SHA is the one that "
+                                   "serves and was validated (the ledger's last run succeeded with it, nothing rolled "
+                                   "back since); the flow's `force` / `deploy --force` re-deploys anyway",
+    )
+
+
 class EnvironmentSpec(_Strict):
     """A whole environment: its source, database, services, gates, validation, rollback and approval."""
 
@@ -313,6 +324,7 @@ class EnvironmentSpec(_Strict):
     approval: ApprovalSpec = Field(default_factory=ApprovalSpec)
     require_staging_pass: bool = Field(default=False, description="refuse a SHA that did not pass staging")
     records: RecordsSpec = Field(default_factory=RecordsSpec)
+    promotion: PromotionSpec = Field(default_factory=PromotionSpec)
 
     @field_validator("environment")
     @classmethod

@@ -28,7 +28,7 @@ WIDE = 200  # not a terminal (pipes, CI logs, tests): lines are not wrapped at 8
 COLOURS = {"ok": "green", "SUCCEEDED": "green", "succeeded": "green", "PASSED": "green", "READY": "green",
            "as expected": "green", "ROLLED_BACK": "yellow", "rolled_back": "yellow", "compensated": "yellow",
            "REFUSED": "yellow", "refused": "yellow", "SKIPPED": "dim", "never deployed": "dim", "drift": "red",
-           "unreachable": "red", "not in the ledger": "yellow", "running": "cyan"}
+           "unreachable": "red", "not in the ledger": "yellow", "running": "cyan", "NOTHING_TO_PROMOTE": "green"}
 
 
 def console(stderr: bool = False) -> Console:
@@ -99,6 +99,8 @@ def print_report(out: Console, r: DeployReport) -> None:
               + (f", started by {escape(r.started_by)}" if r.started_by else ""))
     if r.error:
         out.print(Text(f"  error: {r.error}", "red"))
+    if r.note:
+        out.print(Text(f"  {r.note}", "green"))
     steps = Table(title="steps", title_justify="left")
     for col in ("step", "outcome", "time", "detail"):
         steps.add_column(col, overflow="fold")

@@ -26,6 +26,7 @@ EVENTS = {
     DeployOutcome.ROLLBACK_FAILED: "aevon.deploy.rollback-failed",
     DeployOutcome.REFUSED: "aevon.deploy.refused",
     DeployOutcome.FAILED: "aevon.deploy.failed",
+    DeployOutcome.NOTHING_TO_PROMOTE: "aevon.deploy.nothing-to-promote",
 }
 AWAITING_APPROVAL = "aevon.deploy.awaiting-approval"
 

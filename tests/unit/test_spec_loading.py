@@ -141,3 +141,41 @@ def test_malformed_refs_are_refused(ref: str) -> None:
 @pytest.mark.parametrize("ref", ["main", "v1.4.0", "release/2026-11", "0123456789abcdef0123456789abcdef01234567"])
 def test_wellformed_refs_pass(ref: str) -> None:
     assert validate_ref(ref) == ref
+
+
+RUNBOOK_STAGES = [("smoke", {"health"}), ("functional", {"e2e", "dast"}), ("load", {"perf"}),
+                  ("monitoring", {"sentry", "prometheus"})]
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_staging_and_prod_run_the_runbooks_whole_validation_in_stages(env: str) -> None:
+    """Health, then Playwright E2E and DAST, then the perf smoke alone, then Sentry and Prometheus; bake kept."""
+    spec = load_spec(env, SHIPPED)
+    kinds = {c.name: c.kind for c in spec.validation.checks}
+    stages = [(st.name, {kinds[n] for n in st.checks}) for st in spec.validation.stage_plan()]
+    assert stages == RUNBOOK_STAGES
+    by_kind = {c.kind: c for c in spec.validation.checks}
+    assert by_kind["e2e"].secrets == {"user": "E2E_USER", "password": "E2E_PASSWORD"}  # a test account, by name
+    assert {f["name"] for f in by_kind["e2e"].settings["flows"]} == {"login", "task creation", "workflow trigger"}
+    assert by_kind["dast"].settings["fail_level"] == "HIGH" and by_kind["dast"].settings["wapiti"]["scope"] == "folder"
+    assert by_kind["perf"].exclusive and by_kind["perf"].settings["regression"]["metric"] == "p95_ms"
+    assert by_kind["perf"].settings["users"] <= 5 and by_kind["perf"].settings["duration_s"] <= 30
+    hosts = {c.settings["url"] for c in spec.validation.checks if c.kind in ("health", "e2e", "dast", "perf")}
+    assert all(("staging" in h) == (env == "staging") for h in hosts)  # each against its own environment's URLs
+    assert spec.validation.bake_s > 0 and spec.promotion.skip_unchanged
+
+
+def test_production_dast_sends_no_attack() -> None:
+    wapiti = next(c for c in load_spec("prod", SHIPPED).validation.checks if c.kind == "dast").settings["wapiti"]
+    assert set(wapiti["modules"]) <= {"csp", "http_headers", "cookieflags"}  # wapiti's passive modules only
+
+
+def test_load_on_a_remote_host_needs_allow_remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AEVON_STATE_DIR", str(tmp_path / "state"))
+    perf = {"name": "p", "kind": "perf", "settings": {"url": "https://api.aevon.dev", "endpoints": [{"path": "/"}]}}
+    write(tmp_path, "dev", minimal(validation={"checks": [perf]}))
+    with pytest.raises(ConfigError, match=r"validation\.checks.*url.*loopback.*allow_remote"):
+        build_runtime("dev", tmp_path, settings=AevonSettings())
+    perf["settings"]["allow_remote"] = True  # type: ignore[index]
+    write(tmp_path, "dev", minimal(validation={"checks": [perf]}))
+    assert [c.kind for _, c in build_runtime("dev", tmp_path, settings=AevonSettings()).checks] == ["perf"]

@@ -73,10 +73,12 @@ class Regression(BaseModel):
 
 
 class PerfSettings(BaseModel):
-    """Settings of the perf check: bounded load against loopback endpoints, thresholds, regression rule."""
+    """Settings of the perf check: bounded load (loopback unless allow_remote), thresholds, regression rule."""
 
     model_config = ConfigDict(extra="forbid")
     url: str | None = Field(default=None, description="base URL (default: the service's URL)")
+    allow_remote: bool = Field(default=False, description="send the load to a host that is not loopback (staging, "
+                                                          "prod: keep users, duration and wait_s gentle)")
     users: int = Field(default=5, ge=1, le=50)
     spawn_rate: float | None = Field(default=None, gt=0, description="users started a second (default: all at once)")
     duration_s: float = Field(default=3.0, gt=0, le=120)
@@ -165,9 +167,10 @@ class PerfCheck(BaseCheck):
             url = version.url if version is not None else None
         if not url:
             raise ConfigError(f"check {self.name}: service {self.service!r} has no URL; set settings.url")
-        if not is_loopback_url(url):
+        if not self.settings.allow_remote and not is_loopback_url(url):
             host = urlsplit(url).hostname
-            raise ConfigError(f"check {self.name}: load is only sent to loopback addresses, not {host}")
+            raise ConfigError(f"check {self.name}: load is only sent to loopback addresses, not {host} "
+                              "(set allow_remote: true to load it)")
         return url.rstrip("/")
 
     def plan(self, base_url: str) -> dict[str, Any]:
@@ -246,7 +249,10 @@ class PerfCheck(BaseCheck):
 def make_check(ctx: CheckContext) -> PerfCheck:
     """Factory registered as `perf`."""
     settings = ctx.settings(PerfSettings)
-    if settings.url is not None and not is_loopback_url(settings.url):
-        raise ConfigError("load is only sent to loopback addresses (127.0.0.0/8, ::1, localhost)",
+    if settings.url is not None and urlsplit(settings.url).scheme not in ("http", "https"):
+        raise ConfigError("must be an http(s) URL", ctx.location("settings", "url"))
+    if settings.url is not None and not settings.allow_remote and not is_loopback_url(settings.url):
+        raise ConfigError("load is only sent to loopback addresses (127.0.0.0/8, ::1, localhost) unless "
+                          "allow_remote: true",
                           ctx.location("settings", "url"))
     return PerfCheck(ctx, settings)
