@@ -62,7 +62,7 @@ def main() -> int:
         env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
                "AEVON_STATE_DB_URL": f"{base}/{ledger_db}", "AEVON_STATE_DIR": str(Path(tmp) / "state"),
                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",
-               "PYTHONPATH": str(ROOT)}
+               "PYTHONPATH": str(ROOT), "AEVON_BENCH_SERVER_PID": str(proc.pid)}
         try:
             for script in sorted(HERE.glob("bench_*.py")):
                 if only and script.stem not in only:
