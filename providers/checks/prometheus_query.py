@@ -108,10 +108,13 @@ class PrometheusQueryCheck(BaseCheck):
         return SUCCESSFUL if ok else INCONCLUSIVE
 
     def query_for(self, inp: CheckInput) -> str:
-        svc = inp.services.get(self.spec.service or "")
+        """The query with its placeholders filled; a check naming no service, run at a canary step, is about
+        that step's canary service."""
+        svc = inp.services.get(self.spec.service or "") or next(
+            (v for v in inp.services.values() if v.detail.get("canary")), None)
         stable = str((svc.detail.get("stable") if svc else None) or (svc.version if svc else "") or "")
         return fill(self.settings.query, {
-            "service": self.spec.service or "", "sha": inp.release.sha, "short_sha": inp.release.short_sha,
+            "service": svc.service if svc else "", "sha": inp.release.sha, "short_sha": inp.release.short_sha,
             "env": inp.release.env, "stable_sha": stable,
         })
 
