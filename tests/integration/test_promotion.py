@@ -67,7 +67,7 @@ async def test_the_same_ref_again_is_nothing_to_promote(e: dict[str, Any], gh: G
     assert first.outcome == DeployOutcome.SUCCEEDED, first.error
     deployments, calls = len(api(e).deployments), len(gh.requests)
 
-    again, state = await deploy(e, "v2~1")  # another name of v1's commit: the SHA decides, not the ref
+    again, state = await deploy(e, e["v1"])  # v1 by its SHA: the commit decides, not the ref
     assert again.outcome == DeployOutcome.NOTHING_TO_PROMOTE and again.exit_code == 0
     assert state.is_completed() and state.name == "NothingToPromote"
     assert again.note is not None and again.note.startswith(f"nothing to promote: {e['v1'][:12]} already serving "
