@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 from typing import Any
 
 from tests.fakes.base import Request, Response
@@ -33,6 +34,19 @@ class VercelFake(TimedFake):
       (the CLI's /v9 path too): an alias job pending -> succeeded after `step_s`; after a rollback, new production
       deployments stay STAGED until one is promoted (/docs/instant-rollback). A rollback to a deployment that is
       not a rollback candidate, or to the current one, is refused with 409.
+    - Rolling Releases (/docs/rolling-releases; REST reference /docs/rest-api/rolling-release/*; vercel/sdk
+      docs/sdks/rollingrelease/README.md and docs/models/approverollingreleasestage*.md):
+      `PATCH /v1/projects/{idOrName}/rolling-release/config` {target, stages: [{targetPercentage, requireApproval,
+      duration}]} (each stage larger than the one before, the last 100; it applies to the NEXT production
+      deployment); that deployment becomes the canary when READY: `readySubstate` ROLLING, production still the
+      current one, and `GET /v1/projects/{idOrName}/rolling-release` answers `{"rollingRelease": {state ACTIVE |
+      COMPLETE | ABORTED, currentDeployment, canaryDeployment, advancementType, stages[{index, isFinalStage,
+      targetPercentage, requireApproval, duration}], activeStage, nextStage, startedAt, updatedAt}}`; stages that
+      require approval wait for `POST .../rolling-release/approve-stage` {nextStageIndex, canaryDeploymentId}
+      (only the stage after the active one), `POST .../rolling-release/complete` {canaryDeploymentId} gives the
+      canary 100 %; "at any point, you can use Instant Rollback to revert from the current release candidate":
+      a rollback to the current deployment during an ACTIVE release aborts it (state ABORTED, activeStage null).
+      `canary_share(project)` is the share of visitors the canary serves (what the test measures).
     - Errors `{"error": {"code", "message"}}`; a refused token: 403 `{"error": {"code": "forbidden", "message":
       "Not authorized", "invalidToken": true}}`.
     """
@@ -52,6 +66,10 @@ class VercelFake(TimedFake):
         self.route("GET", r"/v9/projects/(?P<id>[^/]+)", self.get_project)
         self.route("POST", r"/v10/projects/(?P<id>[^/]+)/promote/(?P<dep>[^/]+)", self.promote)
         self.route("POST", r"/v(?:1|9)/projects/(?P<id>[^/]+)/rollback/(?P<dep>[^/]+)", self.rollback)
+        self.route("PATCH", r"/v1/projects/(?P<id>[^/]+)/rolling-release/config", self.rr_config)
+        self.route("GET", r"/v1/projects/(?P<id>[^/]+)/rolling-release", self.rr_get)
+        self.route("POST", r"/v1/projects/(?P<id>[^/]+)/rolling-release/approve-stage", self.rr_approve)
+        self.route("POST", r"/v1/projects/(?P<id>[^/]+)/rolling-release/complete", self.rr_complete)
 
     def error_body(self, status: int, message: str) -> Any:
         return {"error": {"code": CODES.get(status, str(status)), "message": message}}
@@ -92,7 +110,8 @@ class VercelFake(TimedFake):
             if dep["readyState"] == "BLOCKED":
                 continue
             project = self.projects[dep["projectId"]]
-            if dep.get("readySubstate") == "ROLLING" and now - dep["ready"] / 1000 >= 2 * self.step_s:
+            manual = (project.get("rollout") or {}).get("advancementType") == "manual-approval"
+            if dep.get("readySubstate") == "ROLLING" and not manual and now - dep["ready"] / 1000 >= 2 * self.step_s:
                 self._to_production(project, dep)  # the rolling release reached 100%
             state = stage(dep["created"], now, self.step_s, self.STEPS, "READY", "ERROR", dep["fails"])
             dep["readyState"] = state
@@ -105,6 +124,7 @@ class VercelFake(TimedFake):
                         dep["readySubstate"] = "STAGED"
                     elif project["rollingRelease"]:
                         dep["readySubstate"] = "ROLLING"
+                        self._start_rollout(project, dep, now)
                     else:
                         self._to_production(project, dep)
         for project in self.projects.values():
@@ -214,6 +234,12 @@ class VercelFake(TimedFake):
         if dep["readyState"] != "READY":
             return self._err(400, f"Deployment {dep['id']} is not ready")
         current = project["targets"]["production"]
+        rollout = project.get("rollout") or {}
+        if kind == "rollback" and rollout.get("state") == "ACTIVE" and dep["id"] == current:
+            canary = self.deployments[rollout["canaryDeployment"]["id"]]  # Instant Rollback aborts the release
+            canary["readySubstate"] = "STAGED"
+            rollout.update(state="ABORTED", activeStage=None, nextStage=None, updatedAt=int(time.time() * 1000))
+            return Response(201, None)
         if kind == "rollback" and (not self.candidate(dep) or dep["id"] == current):
             return self._err(409, "Deployment is not a rollback candidate")
         job = {"fromDeploymentId": current, "toDeploymentId": dep["id"], "jobStatus": "pending",
@@ -228,3 +254,93 @@ class VercelFake(TimedFake):
 
     def rollback(self, req: Request) -> Response:
         return self._alias(req, "rollback")
+
+    # -- rolling releases ------------------------------------------------------------------------------------------
+    def _start_rollout(self, project: dict[str, Any], dep: dict[str, Any], now: float) -> None:
+        cfg = project["rollingRelease"]
+        raw = cfg.get("stages") if isinstance(cfg, dict) else None
+        stages = [{"index": i, "isFinalStage": st["targetPercentage"] == 100,
+                   "targetPercentage": st["targetPercentage"], "requireApproval": bool(st.get("requireApproval")),
+                   "duration": st.get("duration")}
+                  for i, st in enumerate(raw or []) if isinstance(st, dict)]
+        manual = any(st["requireApproval"] for st in stages)
+        project["rollout"] = {
+            "state": "ACTIVE", "currentDeployment": self.view(self.deployments[project["targets"]["production"]])
+            if project["targets"]["production"] else None, "canaryDeployment": self.view(dep),
+            "advancementType": "manual-approval" if manual else "automatic", "stages": stages,
+            "activeStage": stages[0] if stages else None, "nextStage": stages[1] if len(stages) > 1 else None,
+            "startedAt": int(now * 1000), "updatedAt": int(now * 1000), "queuedDeploymentId": None,
+        }
+
+    def canary_share(self, project_name: str) -> float:
+        """The share of visitors the canary serves now (0 when no release is ACTIVE)."""
+        project = next(p for p in self.projects.values() if p["name"] == project_name)
+        rollout = project.get("rollout") or {}
+        if rollout.get("state") != "ACTIVE" or not rollout.get("activeStage"):
+            return 0.0
+        return float(rollout["activeStage"]["targetPercentage"]) / 100
+
+    def _rr_project(self, req: Request) -> tuple[dict[str, Any] | None, Response | None]:
+        project = self.project(req.params["id"], req)
+        return (project, None) if project is not None else (None, self._err(404, "Project not found"))
+
+    def rr_config(self, req: Request) -> Response:
+        project, err = self._rr_project(req)
+        if project is None:
+            return err or self._err(404, "Project not found")
+        body = req.json() or {}
+        stages = body.get("stages")
+        if not isinstance(stages, list) or len(stages) < 2:
+            return self._err(400, "Invalid request: `stages` should have at least 2 items.")
+        pcts = [st.get("targetPercentage") if isinstance(st, dict) else None for st in stages]
+        if not all(isinstance(p, int | float) and 0 < p <= 100 for p in pcts) or pcts[-1] != 100 or any(
+                b <= a for a, b in pairwise(pcts)):
+            return self._err(400, "Invalid request: each stage must serve more than the one before, the last 100.")
+        project["rollingRelease"] = {"target": body.get("target", "production"), "stages": stages}
+        return Response(200, {"rollingRelease": project["rollingRelease"]})
+
+    def rr_get(self, req: Request) -> Response:
+        project, err = self._rr_project(req)
+        if project is None:
+            return err or self._err(404, "Project not found")
+        return Response(200, {"rollingRelease": project.get("rollout")})
+
+    def _active(self, project: dict[str, Any], req: Request) -> tuple[dict[str, Any] | None, Response | None]:
+        rollout = project.get("rollout") or {}
+        body = req.json() or {}
+        if not body.get("canaryDeploymentId"):
+            return None, self._err(400, "Invalid request: missing required property `canaryDeploymentId`.")
+        if rollout.get("state") != "ACTIVE" or rollout["canaryDeployment"]["id"] != body["canaryDeploymentId"]:
+            return None, self._err(400, "No active rolling release for this canary deployment")
+        return rollout, None
+
+    def rr_approve(self, req: Request) -> Response:
+        project, err = self._rr_project(req)
+        if project is None:
+            return err or self._err(404, "Project not found")
+        rollout, err = self._active(project, req)
+        if rollout is None:
+            return err or self._err(400, "No active rolling release")
+        nxt = (req.json() or {}).get("nextStageIndex")
+        if not isinstance(nxt, int) or nxt != rollout["activeStage"]["index"] + 1 or nxt >= len(rollout["stages"]):
+            return self._err(400, f"Invalid nextStageIndex {nxt!r}")
+        stage = rollout["stages"][nxt]
+        if stage["isFinalStage"]:
+            return self._complete(project, rollout)
+        rollout.update(activeStage=stage, nextStage=rollout["stages"][nxt + 1], updatedAt=int(time.time() * 1000))
+        return Response(200, {"rollingRelease": rollout})
+
+    def rr_complete(self, req: Request) -> Response:
+        project, err = self._rr_project(req)
+        if project is None:
+            return err or self._err(404, "Project not found")
+        rollout, err = self._active(project, req)
+        if rollout is None:
+            return err or self._err(400, "No active rolling release")
+        return self._complete(project, rollout)
+
+    def _complete(self, project: dict[str, Any], rollout: dict[str, Any]) -> Response:
+        self._to_production(project, self.deployments[rollout["canaryDeployment"]["id"]])
+        rollout.update(state="COMPLETE", activeStage=rollout["stages"][-1], nextStage=None,
+                       updatedAt=int(time.time() * 1000))
+        return Response(200, {"rollingRelease": rollout})

@@ -9,8 +9,9 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from providers.errors import PermanentError
-from providers.models import DeployHandle, DeployStatus, Release, ServiceVersion
+from providers.models import DeployHandle, DeployResult, DeployStatus, Release, ServiceVersion
 from providers.targets.base import TargetContext
+from providers.targets.paas import vercel_canary
 from providers.targets.paas.base import RELEASE_KEY, PaasSettings, PaasTarget, load, status_of
 
 READY_STATES = {
@@ -88,6 +89,18 @@ class VercelTarget(PaasTarget):
         self.cfg = settings
         self.target = settings.target or ("preview" if ctx.preview else "production")
         self._project_id: str | None = None
+        # canary through Rolling Releases (providers/targets/paas/vercel_canary.py): production deployments only
+        self.supports_canary = self.target == "production"
+        self._weights = [s.weight for s in ctx.spec.strategy.steps]
+
+    async def set_canary(self, release: Release, weight: int, timeout: float) -> DeployResult:
+        return await vercel_canary.set_canary(self, release, weight, self._weights, timeout)
+
+    async def promote_canary(self, release: Release, timeout: float) -> DeployResult:
+        return await vercel_canary.promote_canary(self, release, timeout)
+
+    async def abort_canary(self, stable: ServiceVersion | None) -> None:
+        await vercel_canary.abort_canary(self, stable)
 
     # -- calls ---------------------------------------------------------------------------------------------------
     def _kw(self, **params: Any) -> dict[str, Any]:
