@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import logging
+import os
 from pathlib import Path
+from urllib.parse import quote
 
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
@@ -13,9 +14,8 @@ from providers.models import CheckResult
 from tasks.services import ServiceChange
 
 log = logging.getLogger("aevon.run")  # forwarded to the run's Logs tab (flows/observe.py)
-IMAGE_MAX_BYTES = 400_000  # screenshots up to this size are embedded (data URI); larger ones are named
 TEXT_MAX_BYTES = 20_000  # small JSON/CSV/text evidence is shown inline
-IMAGES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+IMAGES = {".png", ".jpg", ".jpeg", ".webp"}
 TEXTS = {".json", ".csv", ".txt", ".log"}
 
 
@@ -71,21 +71,38 @@ async def publish_rollback(env: str, rb: RollbackReport) -> RollbackReport:
     return rb
 
 
+def _evidence_url(path: Path) -> str | None:
+    """The HTTP address of an evidence file when AEVON_EVIDENCE_URL serves the state folder's `artifacts/`."""
+    base = os.environ.get("AEVON_EVIDENCE_URL", "").rstrip("/")
+    if not base:
+        return None
+    from deployments.settings import AevonSettings
+
+    try:
+        rel = path.resolve().relative_to((AevonSettings().state_dir / "artifacts").resolve())
+    except ValueError:
+        return None
+    return f"{base}/{quote(rel.as_posix())}"
+
+
 def _embed(label: str, where: str) -> list[str]:
-    path = Path(where)
+    """A screenshot or report: shown by its HTTP address when there is one (the Prefect UI's markdown opens only
+    http(s) links and images: data: and file: are stripped), small text inline, else where it is on the worker."""
     if "://" in where:
         return [f"- [{label}]({where})"]
+    path = Path(where)
+    url = _evidence_url(path)
+    if url is not None:
+        return [f"**{label}**", "", f"![{label}]({url})", ""] if path.suffix.lower() in IMAGES else [
+            f"- [{label}]({url})"]
     if not path.is_file():
         return [f"- {label}: no longer on the worker (`{where}`)"]
     size = path.stat().st_size
-    kind = IMAGES.get(path.suffix.lower())
-    if kind and size <= IMAGE_MAX_BYTES:
-        data = base64.b64encode(path.read_bytes()).decode()
-        return [f"**{label}**", "", f"![{label}](data:{kind};base64,{data})", ""]
     if path.suffix.lower() in TEXTS and size <= TEXT_MAX_BYTES:
         text = path.read_text(errors="replace").replace("```", "'''")
         return [f"**{label}**", "", "```", text, "```", ""]
-    return [f"- {label}: {size / 1e6:.1f} MB on the worker at `{where}` (too large to show here)"]
+    return [f"- {label}: on the worker at `{where}` ({size / 1e3:.0f} kB; set AEVON_EVIDENCE_URL to the address "
+            "that serves the state folder's artifacts/ to open it from here)"]
 
 
 def evidence_markdown(report: DeployReport) -> str | None:

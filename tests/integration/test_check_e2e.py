@@ -210,6 +210,8 @@ async def test_flow_bad_e2e_fails_and_rolls_back_to_v2(
         assert sorted(p.name for p in evidence.iterdir()) == [
             "e2e-web-e2e-task-creation-trace.zip", "e2e-web-e2e-task-creation.png"]
         markdown = render_markdown(bad)
-        assert "task creation screenshot: see evidence" in markdown  # embedded in the evidence artifact, viewable
-        shown = evidence_markdown(bad)  # in the Prefect UI (no file:// link a browser would not open)
-        assert shown is not None and "![task creation screenshot](data:image/png;base64," in shown
+        assert "task creation screenshot: see evidence" in markdown  # in the evidence artifact: no file:// link
+        monkeypatch.setenv("AEVON_EVIDENCE_URL", "http://evidence.example/a")  # where artifacts/ is served
+        shown = evidence_markdown(bad)
+        assert shown is not None and (f"![task creation screenshot](http://evidence.example/a/dev/{bad.release_id}/"
+                                      "e2e-web-e2e-task-creation.png)") in shown
