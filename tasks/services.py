@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from prefect import task
 from pydantic import BaseModel
@@ -13,6 +17,25 @@ from providers.state.journal import JournalState, ServiceDetail, ServiceUndo
 from providers.state.ledger import Ledger
 from providers.targets.base import ServiceTarget
 from tasks.common import TASK_DEFAULTS
+
+log = logging.getLogger("aevon.run")  # forwarded to the run's Logs tab (flows/observe.py)
+PROGRESS_EVERY_S = 30.0  # a long rollout says it is still going, so that it never looks frozen
+T = TypeVar("T")
+
+
+async def _following(what: str, timeout: float, waiting: Awaitable[T]) -> T:
+    """Await `waiting` (a target's wait_ready), logging every PROGRESS_EVERY_S that the rollout is still going."""
+    t0 = time.monotonic()
+    job = asyncio.ensure_future(waiting)
+    try:
+        while True:
+            done, _ = await asyncio.wait({job}, timeout=PROGRESS_EVERY_S)
+            if done:
+                return job.result()
+            log.info("%s: still rolling out after %.0fs (timeout %.0fs)", what, time.monotonic() - t0, timeout)
+    finally:
+        if not job.done():  # cancelled from outside (fail fast, the run ends): the wait goes with it
+            job.cancel()
 
 
 class ServiceChange(BaseModel):
@@ -45,7 +68,9 @@ async def deploy_service(
     previous = entry.undo.previous
     before = previous.version if previous else None
     handle = await target.deploy(release)
-    result = await target.wait_ready(handle, timeout)
+    what = f"{service} [{target.provider}] {before[:12] if before else 'nothing'} → {release.sha[:12]}"
+    log.info("%s: rollout started%s", what, f" ({handle.vendor_ref})" if handle.vendor_ref else "")
+    result = await _following(what, timeout, target.wait_ready(handle, timeout))
     await ledger.mark(entry.id, JournalState.DONE,
                       ServiceDetail(status=result.status.value, vendor_ref=handle.vendor_ref))
     return ServiceChange(
@@ -70,7 +95,9 @@ async def rollback_service(
             message="no earlier version to roll back to (first deploy of this service)",
         )
     handle = await target.rollback(previous)
-    result = await target.wait_ready(handle, timeout)
+    what = f"rollback of {service} [{target.provider}] {now[:12] if now else 'nothing'} → {previous.version[:12]}"
+    log.info("%s: started", what)
+    result = await _following(what, timeout, target.wait_ready(handle, timeout))
     after = await target.current()
     ok = result.status == DeployStatus.READY and after is not None and after.version == previous.version
     if ok:
