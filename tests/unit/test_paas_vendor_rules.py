@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,9 @@ async def test_vercel_rolls_back_only_to_rollback_candidates(vercel: VercelHarne
     assert (await ship(target, vercel.sha(1))).status is DeployStatus.READY
     project_of(fake, "web-app")["autoAssignCustomDomains"] = False  # production deployments now stay STAGED
     staged = await target.deploy(make_release("staging", vercel.sha(2)))
-    while fake.deployments[str(staged.vendor_ref)]["readyState"] != "READY":
-        await target.wait_ready(staged, 0.1)
+    while fake.deployments[str(staged.vendor_ref)]["readyState"] != "READY":  # observed without wait_ready, which
+        await asyncio.sleep(0.05)  # would promote the STAGED deployment it finds (and make it a rollback candidate)
+        await target.current()
     assert fake.deployments[str(staged.vendor_ref)]["readySubstate"] == "STAGED"
     # READY and production, but never aliased to production: not something instant rollback accepts
     assert [v.version for v in await target.history()] == [vercel.sha(1)]
