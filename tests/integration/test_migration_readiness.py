@@ -126,7 +126,8 @@ async def test_failed_migration_blocks_with_instructions_that_work(tmp_path: Pat
         assert (await m.apply(root)).applied == [B]
 
 
-async def test_plan_findings_and_first_deploy_inverse_drops_everything(tmp_path: Path) -> None:
+async def test_plan_findings_and_first_deploy_has_nothing_to_invert(tmp_path: Path) -> None:
+    """Into an empty database nothing existed before: no inverse is prepared (issue 17), the finding says so."""
     root = checkout(tmp_path / "app", [A, B])
     async with temp_database() as url:
         m = migrator(url, tmp_path)
@@ -135,15 +136,11 @@ async def test_plan_findings_and_first_deploy_inverse_drops_everything(tmp_path:
         assert [(f.location, f.detail.get("category")) for f in plan.findings[:4]] == [
             (f"{A}/migration.sql:1", "additive"), (f"{A}/migration.sql:2", "additive"),
             (f"{B}/migration.sql:1", "additive"), (f"{B}/migration.sql:3", "additive")]  # Task is new here too
-        assert list(plan.inverse_steps) == [A, B]
-        assert 'DROP TABLE "public"."Task"' in plan.inverse_steps[A]
-        assert 'DROP COLUMN "note"' in plan.inverse_steps[B]
+        assert not plan.inverse_steps and plan.inverse_sql is None
+        [inverse] = [f for f in plan.findings if f.detail.get("category") == "inverse"]
+        assert "the database was empty before this deploy, so there is nothing to invert" in inverse.message
         assert (await m.apply(root)).applied == [A, B]
-        assert await m.inverse_footprint(plan.inverse_sql) == {"public.Task": 1, "public.Task.note": 0}
-        assert (await m.revert(root, [A, B], plan.inverse_sql)).applied == [A, B]
-        assert [r["tablename"] for r in await fetch(url, "SELECT tablename FROM pg_tables WHERE schemaname = "
-                                                         "'public'")] == ["_prisma_migrations"]
-        assert (await m.status(root)).pending == [A, B]
+        assert (await m.status(root)).pending == []
 
 
 async def test_destructive_plan_marks_the_inverse_as_losing_data(tmp_path: Path) -> None:
