@@ -66,7 +66,7 @@ async def publish_rollback(env: str, rb: RollbackReport) -> RollbackReport:
     log_rollback(rb)
     await acreate_markdown_artifact(
         markdown=rollback_markdown(env, rb), key=f"rollback-{env}",
-        description=f"rollback of {rb.release_id}: {'completed' if rb.ok else 'FAILED'} ({rb.reason[:120]})",
+        description=f"{'completed' if rb.ok else 'FAILED'}: rollback of {rb.release_id} ({rb.reason[:120]})",
     )
     return rb
 
@@ -128,13 +128,13 @@ def evidence_markdown(report: DeployReport) -> str | None:
 
 async def publish_run(report: DeployReport) -> None:
     """The deploy run's artifacts: the report, the checks table, the evidence; descriptions name ref and outcome."""
-    what = f"{report.env} @ {report.ref} ({(report.sha or '')[:12] or 'unresolved'}): {report.outcome}"
+    what = f"{report.env} @ {report.ref} ({(report.sha or '')[:12] or 'unresolved'})"
     await acreate_markdown_artifact(markdown=render_markdown(report), key=f"deploy-{report.env}",
-                                    description=f"deploy {what}")
+                                    description=f"{report.outcome}: deploy {what}")
     results = [*report.gates, *report.checks]
     if results:
         await acreate_table_artifact(
-            key=f"checks-{report.env}", description=f"gates and validation checks of {what}",
+            key=f"checks-{report.env}", description=f"{report.outcome}: gates and checks of {what}",
             table=[{"check": r.name, "kind": r.kind, "outcome": r.outcome.value, "attempts": r.attempts,
                     "seconds": round(r.duration_s, 2), "summary": r.summary[:300],
                     "findings": len(r.findings), **{k: v for k, v in list(r.metrics.items())[:8]}}
@@ -143,4 +143,4 @@ async def publish_run(report: DeployReport) -> None:
     evidence = evidence_markdown(report)
     if evidence is not None:
         await acreate_markdown_artifact(markdown=evidence, key=f"evidence-{report.env}",
-                                        description=f"findings, figures and screenshots of {what}")
+                                        description=f"{report.outcome}: findings, figures, screenshots of {what}")

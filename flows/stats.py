@@ -6,6 +6,7 @@ import statistics
 from datetime import datetime, timedelta
 from typing import Any
 
+from prefect import flow
 from pydantic import BaseModel, Field
 
 from providers.state.ledger import ReleaseRow
@@ -119,9 +120,14 @@ async def dora(env: str, rows: list[ReleaseRow], source: Any, days: float, now: 
     return compute(env, rows, times, days, now)
 
 
+@flow(name="stats", flow_run_name="stats-{stats.env}")
 async def publish(stats: DoraStats) -> None:
-    """The figures as a Prefect table artifact (`stats-<env>`)."""
+    """The figures as a Prefect table artifact (`stats-<env>`) of a `stats` flow run (artifacts belong to a run)."""
     from prefect.artifacts import acreate_table_artifact
+
+    from flows.observe import tag_this_run
+
+    await tag_this_run(stats.env)
 
     await acreate_table_artifact(
         key=f"stats-{stats.env}", table=stats.table(),

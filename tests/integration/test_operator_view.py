@@ -13,6 +13,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
     FlowRunFilter,
     FlowRunFilterParentFlowRunId,
     LogFilter,
@@ -23,8 +24,9 @@ from deployments.settings import AevonSettings
 from flows.deploy import deploy_flow, report_of
 from flows.history import history
 from flows.report import DeployOutcome, DeployReport
+from flows.stats import dora, publish
 from flows.status import Verdict, environment_status
-from providers.models import Release
+from providers.models import Release, utcnow
 from tests.integration.envs import memory_spec, write_spec
 from tests.integration.flow_env import release_repo, rev
 from tests.standins.memory import MemorySettings, MemoryTarget
@@ -86,12 +88,12 @@ async def test_status_history_logs_and_artifacts_after_a_rollback(repo_and_specs
         arts = await client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[child.id])))
         [rb_art] = [a for a in arts if a.key == "rollback-dev"]
-        assert rb_art.description and "completed" in rb_art.description
+        assert rb_art.description and rb_art.description.startswith("completed: rollback of ")
         assert f"| api | memory | {v2} | {v1} | **READY**" in str(rb_art.data)
         arts = await client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
         deploy_art = next(a for a in arts if a.key == "deploy-dev")
-        assert deploy_art.description == f"deploy dev @ v2 ({v2}): ROLLED_BACK"
+        assert deploy_art.description == f"ROLLED_BACK: deploy dev @ v2 ({v2})"
     await run_logs(str(child.id), [f"restored api [memory]: {v2} → {v1} READY", "rollback of ",
                                    "because: validation failed: check-api"])
 
@@ -102,6 +104,22 @@ async def test_status_history_logs_and_artifacts_after_a_rollback(repo_and_specs
     assert rows[0].duration_s is not None and rows[0].reason and "check-api" in rows[0].reason
     assert rows[0].run_url and rows[0].run_url.endswith(f"/runs/flow-run/{bad.flow_run_id}")
     assert rows[1].reason is None
+
+    # stats --publish: the DORA figures as a table artifact
+    from flows.readonly import read_only_runtime
+    from providers.state.store import StateStore
+
+    ro = read_only_runtime("dev", specs, AevonSettings())
+    async with StateStore(AevonSettings().state_db_url) as store:
+        figures = await dora("dev", await store.ledger.history("dev"), ro.rt.source, 30, utcnow())
+    await ro.rt.aclose()
+    assert (figures.deployments, figures.failures, figures.change_failure_rate) == (1, 1, 0.5)
+    assert figures.lead_time_s is not None and figures.time_to_restore_s is not None
+    await publish(figures)
+    async with get_client() as client:
+        [art] = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["stats-dev"])),
+                                            limit=1)
+    assert "change failure rate" in str(art.data) and "50%" in str(art.data)
 
 
 async def test_status_flags_drift_and_unreachable_targets(repo_and_specs: tuple[Path, Path]) -> None:
