@@ -302,9 +302,10 @@ async def test_unreachable_database_is_retried_then_reported(
     finally:
         server.close()
         await server.wait_closed()
-    assert report.outcome == DeployOutcome.FAILED
-    assert "cannot read the database" in str(report.error)
-    assert accepted >= 4  # the first attempt and three task retries
+    # nothing was changed (the journal shows no side effect): refused with exit 3, not FAILED (issue 18 items 3, 7)
+    assert report.outcome == DeployOutcome.REFUSED
+    assert "cannot read the database" in str(report.error) and "nothing was changed" in str(report.error)
+    assert accepted >= 4  # the first attempt and three task retries (DATABASE_BUDGET)
     assert report.services == [] and password not in report.model_dump_json()
 
 
