@@ -12,22 +12,10 @@ import asyncpg
 from pydantic import BaseModel, SecretStr
 
 from providers.errors import PermanentError, TransientError
+from providers.state.schema import ENV_LOCKS_TABLE
 
-# Until the versioned schema lands, created here (idempotent; the same statement is the upgrade step there).
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS aevon_env_locks (
-    env          text PRIMARY KEY,
-    token        bigint NOT NULL,
-    flow_run_id  text,
-    holder       text NOT NULL DEFAULT '',
-    host         text NOT NULL DEFAULT '',
-    pid          integer,
-    pid_start    text NOT NULL DEFAULT '',
-    acquired_at  timestamptz,
-    renewed_at   timestamptz,
-    expires_at   timestamptz
-);
-"""
+SCHEMA = ENV_LOCKS_TABLE  # step 4 of the versioned schema, also created here (idempotent) before a lock
+
 _SCHEMA_LOCK = 727273  # advisory lock key while creating the table (the ledger uses 727272)
 
 _COLUMNS = "env, token, flow_run_id, holder, host, pid, pid_start, acquired_at, renewed_at, expires_at"

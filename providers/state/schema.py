@@ -6,6 +6,22 @@ from typing import Any, NamedTuple
 
 from providers.errors import PermanentError
 
+# The fenced environment lease (providers/state/lock.py creates it too, for a lock taken before any store opened).
+ENV_LOCKS_TABLE = """
+CREATE TABLE IF NOT EXISTS aevon_env_locks (
+    env          text PRIMARY KEY,
+    token        bigint NOT NULL,
+    flow_run_id  text,
+    holder       text NOT NULL DEFAULT '',
+    host         text NOT NULL DEFAULT '',
+    pid          integer,
+    pid_start    text NOT NULL DEFAULT '',
+    acquired_at  timestamptz,
+    renewed_at   timestamptz,
+    expires_at   timestamptz
+);
+"""
+
 ADVISORY_LOCK = 727272  # held while the schema is read or upgraded: two runs starting at once upgrade it once
 
 
@@ -67,20 +83,7 @@ ALTER TABLE aevon_journal ADD COLUMN updated_at timestamptz;
     Step(3, "ledger: fingerprint of the SSH key that signed the approval", """
 ALTER TABLE aevon_releases ADD COLUMN IF NOT EXISTS approval_key text;
 """),
-    Step(4, "environment locks: a fenced lease per environment", """
-CREATE TABLE IF NOT EXISTS aevon_env_locks (
-    env          text PRIMARY KEY,
-    token        bigint NOT NULL,
-    flow_run_id  text,
-    holder       text NOT NULL DEFAULT '',
-    host         text NOT NULL DEFAULT '',
-    pid          integer,
-    pid_start    text NOT NULL DEFAULT '',
-    acquired_at  timestamptz,
-    renewed_at   timestamptz,
-    expires_at   timestamptz
-);
-"""),
+    Step(4, "environment locks: a fenced lease per environment", ENV_LOCKS_TABLE),
 )
 LATEST = STEPS[-1].version
 
