@@ -16,7 +16,7 @@ fi
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   echo "postgres: installing from Debian"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+  apt-get -o DPkg::Lock::Timeout=300 update -qq && apt-get -o DPkg::Lock::Timeout=300 install -y -qq postgresql >/dev/null
 fi
 bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)"
 data="$(pwd)/.aevon/pgdata"

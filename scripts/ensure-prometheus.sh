@@ -13,7 +13,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   policy=/usr/sbin/policy-rc.d
   own_policy=0
   if [[ ! -e "$policy" ]]; then printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && own_policy=1; fi
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=300 update -qq && apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${missing[@]}" >/dev/null
   if [[ "$own_policy" == 1 ]]; then rm -f "$policy"; fi
 fi
 echo "prometheus: $(/usr/bin/prometheus --version 2>&1 | head -n1 | cut -d' ' -f1-3)," \
