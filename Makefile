@@ -4,6 +4,7 @@ PY := .venv/bin/python
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 PREFECT_PORT ?= 4200
 PREFECT_DB ?= postgresql+asyncpg://postgres@127.0.0.1:5432/aevon_prefect
+EVIDENCE_PORT ?= 4201
 
 .PHONY: setup python prisma postgres chromium wapiti prometheus registry test unit lint demo bench chaos serve stop clean
 
@@ -42,7 +43,9 @@ unit: python
 
 demo: setup
 	$(PY) -m flows.server start --port $(PREFECT_PORT) --db $(PREFECT_DB)
-	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(PY) scripts/demo.py
+	$(PY) -m flows.evidence start --port $(EVIDENCE_PORT)
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api AEVON_EVIDENCE_URL=http://127.0.0.1:$(EVIDENCE_PORT) \
+		$(PY) scripts/demo.py
 
 bench: setup
 	$(PY) bench/run.py
@@ -51,7 +54,7 @@ chaos: setup
 	$(PY) bench/chaos.py
 
 serve: setup
-	$(PY) -m flows.serve start --port $(PREFECT_PORT) --db $(PREFECT_DB)
+	$(PY) -m flows.serve start --port $(PREFECT_PORT) --db $(PREFECT_DB) --evidence-port $(EVIDENCE_PORT)
 
 stop:
 	-$(PY) scripts/demo.py --stop

@@ -1,4 +1,4 @@
-"""`make serve` / `make stop`: a Prefect server on PostgreSQL, the work pool, the locks, the deployments, a worker."""
+"""`make serve` / `make stop`: a Prefect server on PostgreSQL, the work pool, the deployments, a worker, evidence."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from flows import evidence
 from flows.server import start, stop_pid, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,8 +56,24 @@ def start_worker(env: dict[str, str], pool: str, home: Path) -> int:
     return proc.pid
 
 
-def serve(port: int, db: str, home: Path, pool: str = POOL) -> dict[str, int]:
-    """Start everything; returns the pids (server, worker). Safe to call again: what runs is kept."""
+def start_evidence(port: int | None, home: Path) -> str | None:
+    """The evidence server (flows/evidence.py) on `port` for the worker's runs; returns the AEVON_EVIDENCE_URL they
+    get. None: not started (no port, or AEVON_EVIDENCE_URL already names a server of the operator's own)."""
+    if os.environ.get("AEVON_EVIDENCE_URL"):
+        return os.environ["AEVON_EVIDENCE_URL"]
+    if not port:
+        return None
+    from deployments.settings import AevonSettings
+
+    evidence.start(AevonSettings().state_dir, port, home)
+    return evidence.evidence_url(port)
+
+
+def serve(port: int, db: str, home: Path, pool: str = POOL, evidence_port: int | None = None) -> dict[str, int]:
+    """Start everything; returns the pids (server, worker). Safe to call again: what runs is kept.
+
+    With `evidence_port`, the state folder's artifacts/ are served there and the worker's runs link their
+    screenshots and reports to it (AEVON_EVIDENCE_URL), so they open from the Prefect UI."""
     home.mkdir(parents=True, exist_ok=True)
     api = f"http://127.0.0.1:{port}/api"
     pids: dict[str, int] = {}
@@ -68,6 +85,8 @@ def serve(port: int, db: str, home: Path, pool: str = POOL) -> dict[str, int]:
         server_pid.write_text(str(proc.pid))
     pids["server"] = int(server_pid.read_text()) if server_pid.exists() else 0
     env = {**os.environ, "PREFECT_API_URL": api, "AEVON_HOME": str(ROOT), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    if (evidence_url := start_evidence(evidence_port, home)) is not None:
+        env["AEVON_EVIDENCE_URL"] = evidence_url
     os.environ["PREFECT_API_URL"] = api
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -83,12 +102,13 @@ def serve(port: int, db: str, home: Path, pool: str = POOL) -> dict[str, int]:
 
 
 def stop(port: int, home: Path) -> None:
-    """Worker first (it may take a while to honour SIGTERM), then the server."""
+    """Worker first (it may take a while to honour SIGTERM), then the server, then the evidence server."""
     for name in ("worker.pid", f"server-{port}.pid"):
         pidfile = home / name
         if pidfile.exists():
             stop_pid(int(pidfile.read_text()), grace=40)
             pidfile.unlink()
+    evidence.stop(home)
 
 
 def main() -> None:
@@ -98,14 +118,18 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=4200)
     ap.add_argument("--db", default="postgresql+asyncpg://postgres@127.0.0.1:5432/aevon_prefect")
     ap.add_argument("--home", type=Path, default=ROOT / ".aevon" / "prefect")
+    ap.add_argument("--evidence-port", type=int, default=evidence.DEFAULT_PORT,
+                    help="where the state folder's artifacts/ are served for the UI's links (0: not served)")
     a = ap.parse_args()
     if a.action == "stop":
         stop(a.port, a.home)
-        print("worker and Prefect server stopped")
+        print("worker, Prefect server and evidence server stopped")
         return
-    pids = serve(a.port, a.db, a.home)
+    pids = serve(a.port, a.db, a.home, evidence_port=a.evidence_port)
     print(f"Prefect UI: http://127.0.0.1:{a.port}  (server pid {pids['server']}, worker pid {pids['worker']}, "
           f"pool {POOL}; deployments deploy-dev, deploy-staging, deploy-prod; logs in {a.home})")
+    url = os.environ.get("AEVON_EVIDENCE_URL") or (evidence.evidence_url(a.evidence_port) if a.evidence_port else "")
+    print(f"evidence (screenshots, reports) linked from the UI: {url or 'not served (--evidence-port 0)'}")
 
 
 if __name__ == "__main__":
