@@ -204,7 +204,7 @@ async def environment_lock(
     """
     logger = _logger()
     url = _db_url(db_url)
-    table = await LockTable.connect(url)
+    table = await LockTable.connect(url, size=1)  # one statement at a time: one connection (slots are shared)
     try:
         owner = Owner.this_process(_flow_run_id(), holder.strip(" ()"))
         token, previous = await _acquire(table, env, owner, lease_s, poll_s)

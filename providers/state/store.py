@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -15,6 +18,28 @@ from providers.errors import PermanentError, TransientError
 from providers.state.backups import BackupCatalog
 from providers.state.ledger import Ledger
 from providers.state.schema import upgrade
+
+T = TypeVar("T")
+POOL_SIZE = 4  # connections of one run: its ledger writes queue on them (20 runs x 10 exhausted max_connections)
+SLOT_WAIT_S = 60.0  # how long a run waits for a free connection slot on the ledger's server before it gives up
+NO_SLOT = (asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError)  # 53300, 57P03: wait and try again
+
+
+async def with_slot(make: Callable[[], Awaitable[T]], wait_s: float = SLOT_WAIT_S) -> T:
+    """`make()` (a connect or a pool acquire), again with backoff while the server has no free connection slot.
+
+    Many runs at once (several workers, one ledger) can use every slot of the server's `max_connections` for a
+    moment: a run then waits for one to free up instead of failing its deploy or its rollback. After `wait_s`
+    it raises TransientError naming the cause."""
+    deadline, delay = time.monotonic() + wait_s, 0.05
+    while True:
+        try:
+            return await make()
+        except NO_SLOT as exc:
+            if time.monotonic() + delay > deadline:
+                raise _connect_error(exc) from None
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 2.0)
 
 
 def _connect_error(exc: BaseException) -> TransientError:
@@ -32,7 +57,7 @@ class StateStore:
     Building one has no side effect, so a run builds it with its runtime and a broken spec still fails first.
     """
 
-    def __init__(self, url: SecretStr, *, create: bool = True, max_size: int = 10) -> None:
+    def __init__(self, url: SecretStr, *, create: bool = True, max_size: int = POOL_SIZE) -> None:
         self._url = url
         self._create = create
         self._max_size = max_size
@@ -59,7 +84,7 @@ class StateStore:
         raw = self._url.get_secret_value()
         try:
             try:
-                return await asyncpg.create_pool(raw, min_size=1, max_size=self._max_size)
+                return await with_slot(lambda: asyncpg.create_pool(raw, min_size=1, max_size=self._max_size))
             except asyncpg.InvalidCatalogNameError:
                 if not self._create:
                     raise
@@ -71,22 +96,28 @@ class StateStore:
                     pass
                 finally:
                     await conn.close()
-                return await asyncpg.create_pool(raw, min_size=1, max_size=self._max_size)
-        except (OSError, TimeoutError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
+                return await with_slot(lambda: asyncpg.create_pool(raw, min_size=1, max_size=self._max_size))
+        except (OSError, TimeoutError, *NO_SLOT) as exc:
             raise _connect_error(exc) from None
         except asyncpg.PostgresError as exc:
             raise PermanentError(f"ledger database refused: {type(exc).__name__}", provider="ledger") from None
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A connection of the run's pool (opening it on first use)."""
+        """A connection of the run's pool (opening it on first use; waiting while the server has no free slot)."""
         await self.open()
-        assert self._pool is not None
+        pool = self._pool
+        assert pool is not None
         try:
-            async with self._pool.acquire() as conn:
-                yield conn
-        except (OSError, asyncpg.CannotConnectNowError) as exc:
+            conn = await with_slot(lambda: pool.acquire())
+        except OSError as exc:
             raise _connect_error(exc) from None
+        try:
+            yield conn
+        except OSError as exc:
+            raise _connect_error(exc) from None
+        finally:
+            await pool.release(conn)
 
     async def close(self) -> None:
         if self._pool is not None:
