@@ -45,7 +45,16 @@ class VercelFake(TimedFake):
       require approval wait for `POST .../rolling-release/approve-stage` {nextStageIndex, canaryDeploymentId}
       (only the stage after the active one), `POST .../rolling-release/complete` {canaryDeploymentId} gives the
       canary 100 %; "at any point, you can use Instant Rollback to revert from the current release candidate":
-      a rollback to the current deployment during an ACTIVE release aborts it (state ABORTED, activeStage null).
+      a rollback to the current deployment during an ACTIVE release aborts it (state ABORTED, activeStage null) and,
+      being an Instant Rollback, leaves later production deployments STAGED until one is promoted
+      (/docs/instant-rollback). Approving or completing a release that is not ACTIVE is refused (400).
+      The config stays enabled until it is deleted: every production deployment made while it is set starts a
+      rolling release (with stages requiring approval it stays ROLLING, never reaching production on its own).
+      `GET .../rolling-release/config` answers `{"rollingRelease": config | null}`; `DELETE .../rolling-release/config`
+      (/docs/rest-api/rolling-release/delete-rolling-release-configuration; vercel/sdk
+      docs/models/deleterollingreleaseconfigresponsebody.md) disables the feature, answers `{"rollingRelease":
+      null}` and, as documented, "never alters a rollout that's already in-flight". The reference documents no
+      abort endpoint (vercel/sdk docs/sdks/rollingrelease/README.md lists none): the fake has none either.
       `canary_share(project)` is the share of visitors the canary serves (what the test measures).
     - Errors `{"error": {"code", "message"}}`; a refused token: 403 `{"error": {"code": "forbidden", "message":
       "Not authorized", "invalidToken": true}}`.
@@ -67,6 +76,8 @@ class VercelFake(TimedFake):
         self.route("POST", r"/v10/projects/(?P<id>[^/]+)/promote/(?P<dep>[^/]+)", self.promote)
         self.route("POST", r"/v(?:1|9)/projects/(?P<id>[^/]+)/rollback/(?P<dep>[^/]+)", self.rollback)
         self.route("PATCH", r"/v1/projects/(?P<id>[^/]+)/rolling-release/config", self.rr_config)
+        self.route("GET", r"/v1/projects/(?P<id>[^/]+)/rolling-release/config", self.rr_config_get)
+        self.route("DELETE", r"/v1/projects/(?P<id>[^/]+)/rolling-release/config", self.rr_config_delete)
         self.route("GET", r"/v1/projects/(?P<id>[^/]+)/rolling-release", self.rr_get)
         self.route("POST", r"/v1/projects/(?P<id>[^/]+)/rolling-release/approve-stage", self.rr_approve)
         self.route("POST", r"/v1/projects/(?P<id>[^/]+)/rolling-release/complete", self.rr_complete)
@@ -239,6 +250,9 @@ class VercelFake(TimedFake):
             canary = self.deployments[rollout["canaryDeployment"]["id"]]  # Instant Rollback aborts the release
             canary["readySubstate"] = "STAGED"
             rollout.update(state="ABORTED", activeStage=None, nextStage=None, updatedAt=int(time.time() * 1000))
+            project["lastRollbackTarget"] = {"fromDeploymentId": canary["id"], "toDeploymentId": dep["id"],
+                                             "jobStatus": "succeeded", "requestedAt": int(time.time() * 1000),
+                                             "type": "rollback"}
             return Response(201, None)
         if kind == "rollback" and (not self.candidate(dep) or dep["id"] == current):
             return self._err(409, "Deployment is not a rollback candidate")
@@ -298,6 +312,19 @@ class VercelFake(TimedFake):
             return self._err(400, "Invalid request: each stage must serve more than the one before, the last 100.")
         project["rollingRelease"] = {"target": body.get("target", "production"), "stages": stages}
         return Response(200, {"rollingRelease": project["rollingRelease"]})
+
+    def rr_config_get(self, req: Request) -> Response:
+        project, err = self._rr_project(req)
+        if project is None:
+            return err or self._err(404, "Project not found")
+        return Response(200, {"rollingRelease": project["rollingRelease"]})
+
+    def rr_config_delete(self, req: Request) -> Response:
+        project, err = self._rr_project(req)
+        if project is None:
+            return err or self._err(404, "Project not found")
+        project["rollingRelease"] = None  # the next production deployment goes out at once; an ACTIVE one stays
+        return Response(200, {"rollingRelease": None})
 
     def rr_get(self, req: Request) -> Response:
         project, err = self._rr_project(req)

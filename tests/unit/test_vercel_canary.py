@@ -62,8 +62,15 @@ async def test_bad_canary_is_aborted_at_the_first_stage_by_instant_rollback(
 
     await target.abort_canary(stable)
     assert project(fake)["rollout"]["state"] == "ABORTED" and fake.canary_share("web-app") == 0.0
+    assert project(fake)["rollingRelease"] is None  # the config is deleted: the next deployment goes out at once
     assert (await target.current()).version == "a" * 40  # type: ignore[union-attr]
     await target.abort_canary(stable)  # again: no release is active, a no-op
+
+    # the next all_at_once deploy: STAGED after the Instant Rollback, promoted by wait_ready, never ROLLING
+    after = await target.wait_ready(await target.deploy(make_release("prod", "d" * 40)), 30)
+    assert after.status is DeployStatus.READY, after.message
+    assert (await target.current()).version == "d" * 40  # type: ignore[union-attr]
+    assert project(fake)["rollout"]["state"] == "ABORTED"  # no new rolling release started
 
 
 async def test_good_canary_is_approved_stage_by_stage_then_completed(vercel: tuple[VercelFake, VercelTarget]) -> None:
@@ -78,8 +85,48 @@ async def test_good_canary_is_approved_stage_by_stage_then_completed(vercel: tup
     done = await target.promote_canary(release, 30)
     assert done.status is DeployStatus.READY, done.message
     assert project(fake)["rollout"]["state"] == "COMPLETE"
+    assert project(fake)["rollingRelease"] is None
     cur = await target.current()
     assert cur is not None and cur.version == "c" * 40
+
+    # a following all_at_once deploy goes straight to production: no rolling release, nothing to approve
+    after = await target.wait_ready(await target.deploy(make_release("prod", "e" * 40)), 30)
+    assert after.status is DeployStatus.READY, after.message
+    assert (await target.current()).version == "e" * 40  # type: ignore[union-attr]
+    assert project(fake)["rollout"]["canaryDeployment"]["id"] == done.handle.vendor_ref  # still c's (COMPLETE)
+
+
+async def test_a_config_left_enabled_holds_the_next_deployment_in_rolling(
+    vercel: tuple[VercelFake, VercelTarget]
+) -> None:
+    """What the DELETE prevents: while a config requiring approval is set, every production deployment becomes the
+    canary of a rolling release and stays ROLLING (production unchanged) until someone approves it."""
+    fake, target = vercel
+    assert (await target.wait_ready(await target.deploy(make_release("prod", "a" * 40)), 30)).status \
+        is DeployStatus.READY
+    release = make_release("prod", "c" * 40)
+    assert (await target.set_canary(release, 10, 30)).status is DeployStatus.READY
+    handle = await target._find_release(release)
+    assert handle is not None
+    pid = project(fake)["id"]
+    kw = target._kw()
+    await target.http.request("POST", target.url(f"/v1/projects/{pid}/rolling-release/complete"),
+                              json={"canaryDeploymentId": handle.vendor_ref}, resource="complete", **kw)
+    assert project(fake)["rollingRelease"] is not None  # completed by hand, config not deleted
+    held = await target.wait_ready(await target.deploy(make_release("prod", "f" * 40)), 1.0)
+    assert held.status is not DeployStatus.READY and "ROLLING" in held.message, held.message
+    assert (await target.current()).version == "c" * 40  # type: ignore[union-attr]
+    assert project(fake)["rollout"]["state"] == "ACTIVE"  # a new rolling release, waiting for approval
+
+    # approve-stage and complete refuse a release that is not ACTIVE; DELETE never alters the in-flight one
+    resp = await target.http.client.post(target.url(f"/v1/projects/{pid}/rolling-release/approve-stage"),
+                                         json={"nextStageIndex": 1, "canaryDeploymentId": handle.vendor_ref}, **kw)
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "bad_request"
+    resp = await target.http.client.delete(target.url(f"/v1/projects/{pid}/rolling-release/config"), **kw)
+    assert resp.status_code == 200 and resp.json() == {"rollingRelease": None}
+    assert project(fake)["rollout"]["state"] == "ACTIVE"
+    resp = await target.http.client.get(target.url(f"/v1/projects/{pid}/rolling-release/config"), **kw)
+    assert resp.json() == {"rollingRelease": None}
 
 
 async def test_preview_targets_cannot_canary(tmp_path: Path) -> None:

@@ -4,15 +4,24 @@ Follows Vercel's documents: /docs/rolling-releases ("new deployments won't be im
 traffic ... At any point, you can use Instant Rollback to revert from the current release candidate") and the REST
 reference /docs/rest-api/rolling-release/* (vercel/sdk docs/sdks/rollingrelease/README.md):
 - `PATCH /v1/projects/{idOrName}/rolling-release/config` {target, stages[{targetPercentage, requireApproval}]}:
-  the configuration the NEXT production deployment rolls out with (the last stage is 100);
+  the configuration production deployments roll out with from now on (the last stage is 100);
 - `GET /v1/projects/{idOrName}/rolling-release`: {rollingRelease: {state ACTIVE | COMPLETE | ABORTED,
   canaryDeployment, activeStage {index, targetPercentage}, stages ...}};
 - `POST .../rolling-release/approve-stage` {nextStageIndex, canaryDeploymentId}: the next stage;
 - `POST .../rolling-release/complete` {canaryDeploymentId}: the canary serves 100 %;
-- abort: Instant Rollback to the deployment serving before (`POST /v1/projects/{projectId}/rollback/{id}`).
+- `DELETE .../rolling-release/config` (/docs/rest-api/rolling-release/delete-rolling-release-configuration):
+  "future deployments will not undergo a rolling release. Changing the config never alters a rollout that's already
+  in-flight ... If you want to also stop the current rollout, call this endpoint to disable the feature, and then
+  call either the /complete or /abort endpoint". Every promotion and abort ends with it: a config left enabled would
+  make the next all_at_once production deployment wait as the canary of a rolling release nobody approves;
+- abort: Instant Rollback to the deployment serving before (`POST /v1/projects/{projectId}/rollback/{id}`). The
+  sentence above names an "/abort endpoint", but the REST reference and vercel/sdk (operations: billing status,
+  get/update/delete config, get, approve-stage, complete, start) document none, and the CLI's own
+  `vercel rolling-release abort` sends an Instant Rollback (vercel/vercel packages/cli/src/commands/rolling-release/
+  abort-rolling-release.ts, `POST /v9/projects/{id}/rollback/{dpl}`); PATCH config's `disableRolloutAction: abort`
+  is documented behind a "resolve-on-disable feature flag", so it is not relied on either.
 Every stage requires approval: aevon-deploy's analysis decides when a stage advances, never a timer.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -39,6 +48,13 @@ async def rollout(t: VercelTarget) -> dict[str, Any] | None:
                              resource=f"project {t.cfg.project} rolling release", **t._kw())
     doc = body.get("rollingRelease") if isinstance(body, dict) else None
     return doc if isinstance(doc, dict) else None
+
+
+async def disable(t: VercelTarget) -> None:
+    """Delete the project's rolling release config (idempotent): later production deployments go out at once."""
+    pid = await t.project_id()
+    await t.http.request("DELETE", t.url(f"/v1/projects/{pid}/rolling-release/config"),
+                         resource=f"project {t.cfg.project} rolling release config", **t._kw())
 
 
 async def _rollout_of(t: VercelTarget, dep_id: str, timeout: float) -> dict[str, Any]:
@@ -94,11 +110,13 @@ async def set_canary(t: VercelTarget, release: Release, weight: int, steps: list
 
 
 async def promote_canary(t: VercelTarget, release: Release, timeout: float) -> DeployResult:
-    """Complete the rolling release (the canary takes 100 %), then follow it to production."""
+    """Disable Rolling Releases for the project, complete the rolling release (the canary takes 100 %), then follow
+    it to production. The config goes first, as the DELETE's reference orders it to stop the current rollout."""
     handle = await t._find_release(release)
     if handle is None:
         raise DeployFailed("no canary deployment of this release to promote", provider=t.provider,
                            resource=t.service)
+    await disable(t)
     doc = await rollout(t)
     if doc is not None and doc.get("state") == "ACTIVE" and doc["canaryDeployment"]["id"] == handle.vendor_ref:
         pid = await t.project_id()
@@ -109,16 +127,19 @@ async def promote_canary(t: VercelTarget, release: Release, timeout: float) -> D
 
 
 async def abort_canary(t: VercelTarget, stable: ServiceVersion | None) -> None:
-    """Instant Rollback to the deployment serving before, which aborts an ACTIVE rolling release (a no-op when none
-    is active). Without a stable version to go back to the canary cannot be taken away: DeployFailed."""
+    """Instant Rollback to the deployment serving before, which aborts an ACTIVE rolling release, then disable Rolling
+    Releases for the project (traffic first: the config only matters to the next deployment). Without an active
+    release only the config is deleted (a run killed between the PATCH and its deployment leaves one behind). Without
+    a stable version to go back to the canary cannot be taken away: DeployFailed."""
     doc = await rollout(t)
-    if doc is None or doc.get("state") != "ACTIVE":
-        return
-    current = (doc.get("currentDeployment") or {}).get("id") or (stable.vendor_ref if stable else None)
-    if not current:
-        raise DeployFailed("no deployment served before the canary: abort it in the Vercel dashboard",
-                           provider=t.provider, resource=t.service)
-    pid = await t.project_id()
-    await t.http_once.request("POST", t.url(f"/v1/projects/{pid}/rollback/{current}"),
-                              resource=f"project {t.cfg.project} rollback {current}",
-                              **t._kw(description="aevon-deploy canary aborted"))
+    if doc is not None and doc.get("state") == "ACTIVE":
+        current = (doc.get("currentDeployment") or {}).get("id") or (stable.vendor_ref if stable else None)
+        if not current:
+            await disable(t)
+            raise DeployFailed("no deployment served before the canary: abort it in the Vercel dashboard",
+                               provider=t.provider, resource=t.service)
+        pid = await t.project_id()
+        await t.http_once.request("POST", t.url(f"/v1/projects/{pid}/rollback/{current}"),
+                                  resource=f"project {t.cfg.project} rollback {current}",
+                                  **t._kw(description="aevon-deploy canary aborted"))
+    await disable(t)
