@@ -18,17 +18,17 @@ from pydantic import Field
 
 from deployments.settings import AevonSettings
 from flows.approval import ApprovalRejected, approval_summary, wait_for_approval
-from flows.canary import canary_service
 from flows.leftovers import clean_leftovers
 from flows.locking import environment_lock
 from flows.notify import emit_outcome
 from flows.observe import forward_domain_logs, started_by, tag_this_run
-from flows.publish import log_changes, log_verdicts, publish_run
+from flows.pipeline import Pipeline
+from flows.publish import log_verdicts, publish_run
 from flows.records import github_finished, github_started
 from flows.report import ApprovalRecord, DeployOutcome, DeployReport, RollbackReport
 from flows.rollback import rollback_subflow, undo_release
 from flows.runtime import Runtime, build_runtime
-from flows.validation import validate
+from flows.validation import bake_step
 from providers.checks.base import CheckInput
 from providers.errors import AevonError, ConfigError
 from providers.migrators.base import MigrationLocked
@@ -38,8 +38,8 @@ from providers.state.ledger import Ledger
 from tasks.checks import is_blocking, run_check
 from tasks.common import as_is
 from tasks.database import apply_contract, apply_migrations, plan_migrations
-from tasks.services import ServiceChange, deploy_service, describe_error
-from tasks.warmup import warm_up
+from tasks.services import describe_error
+from tasks.stop import StopSignal
 
 LEDGER_STATUS = {
     DeployOutcome.SUCCEEDED: "succeeded",
@@ -220,19 +220,10 @@ async def _run(
             allow_destructive = await _approve(rt, ledger, report, release) or allow_destructive
         await _database(rt, ledger, report, release, checkout, allow_destructive or bool(spec.database and
                                                                                          spec.database.allow_destructive))
-        await _services(rt, ledger, report, release)
-        services = await _current(rt)
-        if spec.warmup.requests:
-            with report.step("warm-up") as st:
-                report.warmup = await warm_up(spec.warmup, as_is(services))
-                w = report.warmup
-                st.outcome = "degraded" if w.get("failed") else "ok"  # a warm-up with failed requests is not ok
-                st.detail = f"{int(w.get('requests', 0))} requests, {int(w.get('failed', 0))} failed" + (
-                    f", cold {w['cold_ms_max']:.0f} ms → warm {w['warm_p50_ms']:.0f} ms" if "warm_p50_ms" in w else "")
-        await _validate(rt, report, release, services, checkout)
+        await _deploy_and_validate(rt, ledger, report, release, checkout)
         await _contract(rt, ledger, report, release, checkout)
         with report.step("record good release"):
-            inp = CheckInput(release=release, services=services, checkout_dir=checkout)
+            inp = CheckInput(release=release, services=await _current(rt), checkout_dir=checkout)
             for (_, chk), res in zip(rt.checks, report.checks, strict=True):
                 if res.outcome.value == "PASSED":
                     await chk.record_baseline(inp, res)
@@ -397,48 +388,26 @@ async def _contract(rt: Runtime, ledger: Ledger, report: DeployReport, release: 
                         if report.contract_left else ""))
 
 
-async def _services(rt: Runtime, ledger: Ledger, report: DeployReport, release: Release) -> None:
-    for i, layer in enumerate(rt.layers):
-        with report.step(f"deploy services: {', '.join(layer)}") as st:
-            results = await asyncio.gather(
-                *(canary_service(rt, ledger, report, release, name, i) if rt.spec.service(name).strategy.canary
-                  else deploy_service(as_is(ledger), release, name, as_is(rt.targets[name]), i,
-                                      rt.spec.service(name).ready_timeout_s) for name in layer),
-                return_exceptions=True,
-            )
-            changes = [_as_change(rt, n, r) for n, r in zip(layer, results, strict=True)]
-            report.services.extend(changes)
-            log_changes(changes)
-            failed = [c for c in changes if c.status != DeployStatus.READY]
-            if failed:
-                st.outcome = "failed"
-                st.detail = "; ".join(f"{c.service}: {c.message}" for c in failed)
-                raise NeedsRollback(f"service deploy failed: {st.detail}")
-
-
-def _as_change(rt: Runtime, name: str, result: ServiceChange | BaseException) -> ServiceChange:
-    if isinstance(result, ServiceChange):
-        return result
-    return ServiceChange(service=name, provider=rt.spec.service(name).provider, status=DeployStatus.FAILED,
-                         message=describe_error(result))
+async def _deploy_and_validate(
+    rt: Runtime, ledger: Ledger, report: DeployReport, release: Release, checkout: Path
+) -> None:
+    """Services by layer, each warmed up as soon as it is ready, each check starting when what it observes is ready
+    (flows/pipeline.py), then the bake; the first failure anywhere stops the rest and the rollback follows."""
+    out = await Pipeline(rt, ledger, report, release, checkout).run()
+    reason = out.reason()
+    if reason is None and rt.checks:
+        inp = CheckInput(release=release, services=out.services, checkout_dir=checkout)
+        baked = await bake_step(rt, report, inp, StopSignal() if rt.spec.validation.fail_fast else None)
+        if baked:
+            reason = "validation failed: " + "; ".join(f"{r.name}: {r.summary}" for r in baked)
+    if reason is not None:
+        raise NeedsRollback(reason)
 
 
 async def _current(rt: Runtime) -> dict[str, ServiceVersion]:
     names = list(rt.targets)
     found = await asyncio.gather(*(rt.targets[n].current() for n in names))
     return {n: v for n, v in zip(names, found, strict=True) if v is not None}
-
-
-async def _validate(
-    rt: Runtime, report: DeployReport, release: Release, services: dict[str, ServiceVersion], checkout: Path
-) -> None:
-    if not rt.checks:
-        return
-    inp = CheckInput(release=release, services=services, checkout_dir=checkout)
-    failed = await validate(rt, report, inp)  # stages, fail fast, bake: flows/validation.py
-    log_verdicts(report.checks, "check")
-    if failed:
-        raise NeedsRollback("validation failed: " + "; ".join(f"{r.name}: {r.summary}" for r in failed))
 
 
 async def _rollback(rt: Runtime, report: DeployReport, release: Release, reason: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from deployments.check_graph import check_graph, starts_when
 from flows.readonly import ReadOnly, Serving, ask_targets
 from providers.checks.base import CheckInput
 from providers.errors import AevonError
@@ -46,6 +47,18 @@ class PlannedGate(BaseModel):
     needs: list[str] = Field(default_factory=list)
 
 
+class PlannedCheck(BaseModel):
+    """A validation check of the plan and when it starts (deployments/check_graph.py)."""
+
+    name: str
+    kind: str
+    stage: str
+    after_services: list[str]  # deployed and warmed up before it starts (every service: a whole-system check)
+    after_checks: list[str]  # checks that must pass before it starts
+    exclusive: bool = False
+    starts: str = ""  # the same in words
+
+
 class Plan(BaseModel):
     """`plan ENV` as data (`--json`); `lines` is the DAG as text, in order."""
 
@@ -56,6 +69,7 @@ class Plan(BaseModel):
     missing_secrets: dict[str, str] = Field(default_factory=dict)
     gates: list[PlannedGate] = Field(default_factory=list)
     services: list[PlannedService] = Field(default_factory=list)
+    checks: list[PlannedCheck] = Field(default_factory=list)
     lines: list[str] = Field(default_factory=list)
 
     def text(self) -> str:
@@ -126,6 +140,10 @@ async def build_plan(ro: ReadOnly, ref: str | None) -> Plan:
         n += 1
     if rt.checks:
         lines += _validation(ro, n)
+        kinds = {s.name: s.kind for s, _ in rt.checks}
+        plan.checks = [PlannedCheck(name=c.name, kind=kinds[c.name], stage=c.stage_name, after_services=list(c.needs),
+                                    after_checks=list(c.after), exclusive=c.exclusive,
+                                    starts=starts_when(c, len(spec.services))) for c in check_graph(spec)]
     rb = spec.rollback
     lines.append("on failure: " + ("rollback subflow: services back to their previous versions in reverse order"
                                    + ((", inverse migration" if spec.database is None
@@ -148,22 +166,28 @@ def _service(ro: ReadOnly, name: str, layer: int, s: Serving, release: Release |
 def _validation(ro: ReadOnly, n: int) -> list[str]:
     v = ro.rt.spec.validation
     kinds = {s.name: s for s, _ in ro.rt.checks}
+    nodes = {node.name: node for node in check_graph(ro.rt.spec)}
+    count = len(ro.rt.spec.services)
 
     def label(c: str) -> str:
         return f"{c} [{kinds[c].kind}]" + _needs(ro.needs(kinds[c].secrets))
 
-    lines = [f"{n}. validation in stages, each after the one before passed"
-             + ("; the first failure cancels the rest and rolls back at once:" if v.fail_fast else
-                " (fail_fast off: every check runs to its end):")]
+    lines = [f"{n}. validation in stages, each check as soon as what it observes is deployed and warmed up and the "
+             "earlier stages' checks of it passed"
+             + ("; the first failure (a check's or a deploy's) cancels the rest, deploys in flight included, and "
+                "rolls back at once:" if v.fail_fast else
+                " (fail_fast off: every check runs to its end; a failed deploy still stops the rest):")]
     for i, st in enumerate(v.stage_plan(), 1):
         together = [label(c) for c in st.checks if not kinds[c].exclusive]
         alone = [label(c) for c in st.checks if kinds[c].exclusive]
         lines.append(f"     stage {i} {st.name}: " + (f"{', '.join(together)} (parallel)" if together else "")
                      + ("; then alone: " if together and alone else "alone: " if alone else "")
                      + ", ".join(alone))
+        lines += [f"       - {c} starts {starts_when(nodes[c], count)}" for c in st.checks]
     if v.bake_s:
-        lines.append(f"     bake {v.bake_s:g}s: {', '.join(v.baked()) or 'no monitoring check'} "
-                     f"repeated every {v.bake_interval_s:g}s; a regression rolls back")
+        lines.append(f"     bake {v.bake_s:g}s (after every stage passed): "
+                     f"{', '.join(v.baked()) or 'no monitoring check'} repeated every {v.bake_interval_s:g}s; "
+                     "a regression rolls back")
     return lines
 
 

@@ -29,7 +29,7 @@ def add_step_listener(listener: StepListener) -> Callable[[], None]:
 
 def _announce(rec: StepRecord, finished: bool) -> None:
     if finished:
-        log.log(logging.INFO if rec.outcome == "ok" else logging.WARNING, "step %s finished: %s in %.1fs%s",
+        log.log(logging.INFO if rec.outcome in ("ok", "passed") else logging.WARNING, "step %s finished: %s in %.1fs%s",
                 rec.name, rec.outcome, rec.duration_s, f" ({rec.detail})" if rec.detail else "")
     else:
         log.info("step %s started", rec.name)
@@ -121,6 +121,18 @@ class DeployReport(BaseModel):
     compensated: list[RollbackReport] = Field(default_factory=list)
     leftovers: list[str] = Field(default_factory=list)  # what a killed run left and this run removed (leftovers.py)
     rollback: RollbackReport | None = None
+
+    def start_step(self, name: str, started_at: datetime | None = None) -> StepRecord:
+        """A step that ends elsewhere (a validation stage, whose checks start and end apart): announced now; give it
+        to `end_step` with its outcome and duration set."""
+        rec = StepRecord(name=name, started_at=started_at or utcnow(), duration_s=0.0, outcome="ok")
+        _announce(rec, False)
+        return rec
+
+    def end_step(self, rec: StepRecord) -> None:
+        """Record a step begun with `start_step` (or one that never started) and announce its end."""
+        self.steps.append(rec)
+        _announce(rec, True)
 
     @contextmanager
     def step(self, name: str) -> Iterator[StepRecord]:

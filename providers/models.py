@@ -119,3 +119,4 @@ class CheckResult(BaseModel):
     artifacts: dict[str, str] = Field(default_factory=dict)  # label -> path or URL (screenshots, traces, reports)
     attempts: int = 1
     duration_s: float = 0.0
+    started_at: datetime | None = None  # when its task run began measuring (None: it never started)

@@ -16,7 +16,7 @@ from prefect.utilities.annotations import quote
 from deployments.spec import CheckSpec
 from providers.checks.base import Check, CheckInput
 from providers.errors import AevonError
-from providers.models import CheckResult, Outcome
+from providers.models import CheckResult, Outcome, utcnow
 from tasks.common import TASK_DEFAULTS, as_is
 from tasks.stop import StopSignal, until_stopped
 
@@ -29,12 +29,16 @@ async def check_task(
 ) -> State[CheckResult]:
     """Measure (see `_measure`); the task run ends in a state that says the outcome: Completed when it PASSED,
     Failed when it FAILED, Failed named "Error" for a blocking ERROR, Cancelled when `stop` fired first (another
-    check failed: the measurement is cancelled and its child processes killed). Each state carries the result."""
+    check failed: the measurement is cancelled and its child processes killed). Each state carries the result,
+    with the time the measurement began (`started_at`)."""
+    started = utcnow()
     measured, stopped = await until_stopped(_measure(check, spec, inp, phase), stop)
     if stopped or measured is None:
         reason = stop.reason if stop is not None else "stopped"
-        result = CheckResult(name=spec.name, kind=spec.kind, outcome=Outcome.CANCELLED, summary=f"cancelled: {reason}")
+        result = CheckResult(name=spec.name, kind=spec.kind, outcome=Outcome.CANCELLED, summary=f"cancelled: {reason}",
+                             started_at=started, duration_s=(utcnow() - started).total_seconds())
         return Cancelled(data=result, message=result.summary)
+    measured.started_at = started
     return outcome_state(measured, spec)
 
 
@@ -55,12 +59,21 @@ async def run_check(
     """Run `check` as a `check` task run named `<phase>-<name>` and return its result whatever state it ended in.
 
     Pass `check` and `inp` as they are: this wraps them (a caller's own `as_is` is undone, never doubled)."""
+    return (await run_check_state(check, spec, inp, phase, stop))[0]
+
+
+async def run_check_state(
+    check: Check, spec: CheckSpec, inp: CheckInput, phase: str, stop: StopSignal | None = None,
+    wait_for: list[Any] | None = None,
+) -> tuple[CheckResult, State[CheckResult]]:
+    """`run_check`, also returning the task run's final state; `wait_for` (task states, futures) become the task
+    run's upstream in Prefect's run graph (they are finished already: the caller waited for them)."""
     check, inp = _bare(check), _bare(inp)
-    call = check_task(as_is(check), spec, as_is(inp), phase, as_is(stop), return_state=True)
+    call = check_task(as_is(check), spec, as_is(inp), phase, as_is(stop), return_state=True, wait_for=wait_for or None)
     state = await cast(Awaitable[State[CheckResult]], call)  # an async task's call is a coroutine
     data: Any = await state.aresult(raise_on_failure=False)
     if isinstance(data, CheckResult):
-        return data
+        return data, state
     if isinstance(data, BaseException):  # the task run crashed outside the check (Prefect API ...)
         raise data
     raise AevonError(f"{phase} {spec.name}: its task run ended {state.name} without a result")

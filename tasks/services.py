@@ -6,17 +6,20 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
-from typing import TypeVar
+from datetime import datetime
+from typing import TypeVar, cast
 
 from prefect import task
+from prefect.states import Cancelled
 from pydantic import BaseModel
 
 from providers.errors import AevonError
-from providers.models import DeployStatus, Release, ServiceVersion
+from providers.models import DeployStatus, Release, ServiceVersion, utcnow
 from providers.state.journal import JournalState, ServiceDetail, ServiceUndo
 from providers.state.ledger import Ledger
 from providers.targets.base import ServiceTarget
 from tasks.common import TASK_DEFAULTS
+from tasks.stop import StopSignal, until_stopped
 
 log = logging.getLogger("aevon.run")  # forwarded to the run's Logs tab (flows/observe.py)
 PROGRESS_EVERY_S = 30.0  # a long rollout says it is still going, so that it never looks frozen
@@ -49,16 +52,20 @@ class ServiceChange(BaseModel):
     message: str = ""
     url: str | None = None
     duration_s: float = 0.0
+    finished_at: datetime | None = None  # when it was ready, failed or stopped
 
 
 @task(name="deploy-service", task_run_name="deploy-{service}", **TASK_DEFAULTS)
 async def deploy_service(
-    ledger: Ledger, release: Release, service: str, target: ServiceTarget, layer: int, timeout: float
+    ledger: Ledger, release: Release, service: str, target: ServiceTarget, layer: int, timeout: float,
+    stop: StopSignal | None = None,
 ) -> ServiceChange:
     """Record how to undo, then deploy `release` to `service` and wait until it is ready or failed.
 
     The undo record (the version serving before) is written before the first side effect and is kept on retries,
-    so a crash at any point leaves enough to compensate.
+    so a crash at any point leaves enough to compensate. When `stop` fires during the rollout (a check or another
+    deploy failed) the wait is given up at once: the task run ends Cancelled with status CANCELED, and the journal
+    entry stays open (noted "stopped mid-rollout"), so the rollback that follows puts the previous version back.
     """
     start = time.monotonic()
     current = await target.current()
@@ -70,12 +77,20 @@ async def deploy_service(
     handle = await target.deploy(release)
     what = f"{service} [{target.provider}] {before[:12] if before else 'nothing'} → {release.sha[:12]}"
     log.info("%s: rollout started%s", what, f" ({handle.vendor_ref})" if handle.vendor_ref else "")
-    result = await _following(what, timeout, target.wait_ready(handle, timeout))
+    result, stopped = await until_stopped(_following(what, timeout, target.wait_ready(handle, timeout)), stop)
+    if stopped or result is None:
+        why = f"stopped mid-rollout: {stop.reason if stop is not None else 'stopped'}"
+        await ledger.mark(entry.id, JournalState.INTENT, ServiceDetail(vendor_ref=handle.vendor_ref, note=why))
+        log.warning("%s: %s", what, why)
+        change = ServiceChange(service=service, provider=target.provider, before=before, after=None,
+                               status=DeployStatus.CANCELED, message=why, url=handle.url,
+                               duration_s=time.monotonic() - start, finished_at=utcnow())
+        return cast(ServiceChange, Cancelled(data=change, message=why))  # the UI shows it stopped, not completed
     await ledger.mark(entry.id, JournalState.DONE,
                       ServiceDetail(status=result.status.value, vendor_ref=handle.vendor_ref))
     return ServiceChange(
         service=service, provider=target.provider, before=before, after=release.sha, status=result.status,
-        message=result.message, url=handle.url, duration_s=time.monotonic() - start,
+        message=result.message, url=handle.url, duration_s=time.monotonic() - start, finished_at=utcnow(),
     )
 
 
