@@ -28,7 +28,8 @@ WIDE = 200  # not a terminal (pipes, CI logs, tests): lines are not wrapped at 8
 COLOURS = {"ok": "green", "SUCCEEDED": "green", "succeeded": "green", "PASSED": "green", "READY": "green",
            "as expected": "green", "ROLLED_BACK": "yellow", "rolled_back": "yellow", "compensated": "yellow",
            "REFUSED": "yellow", "refused": "yellow", "SKIPPED": "dim", "never deployed": "dim", "drift": "red",
-           "unreachable": "red", "not in the ledger": "yellow", "running": "cyan", "NOTHING_TO_PROMOTE": "green"}
+           "unreachable": "red", "not in the ledger": "yellow", "running": "cyan", "NOTHING_TO_PROMOTE": "green",
+           "manual_rollback": "yellow", "manual_rollback_failed": "red"}
 
 
 def console(stderr: bool = False) -> Console:

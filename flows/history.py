@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from deployments.settings import AevonSettings
-from providers.state.ledger import ReleaseRow
+from providers.state.ledger import MANUAL_ROLLBACK, MANUAL_ROLLBACK_FAILED, ReleaseRow
 
 
 class HistoryRow(BaseModel):
@@ -26,7 +26,8 @@ class HistoryRow(BaseModel):
     approver: str | None = None
     approval: str | None = None  # "approved: reason" / "rejected: reason"
     approval_key: str | None = None
-    reason: str | None = None  # why it did not succeed
+    reason: str | None = None  # why it did not succeed (a manual rollback: what it undid and why)
+    rolls_back: str | None = None  # a manual rollback (`aevon-deploy rollback`): the run it undid
     flow_run_id: str | None = None
     run_url: str | None = None
 
@@ -53,6 +54,9 @@ def _reason(report: dict[str, Any], status: str) -> str | None:
     if status == "succeeded":
         return None
     err = report.get("error")
+    if status in (MANUAL_ROLLBACK, MANUAL_ROLLBACK_FAILED):
+        undone = f"rollback of {report.get('rolls_back')} ({report.get('reason') or 'no reason given'})"
+        return f"{undone} failed: {err}" if status == MANUAL_ROLLBACK_FAILED else undone
     return str(err) if err else None
 
 
@@ -66,7 +70,7 @@ def history_row(row: ReleaseRow, base: str | None) -> HistoryRow:
         duration_s=(ended - row.started_at).total_seconds() if ended else None,
         started_by=rep.get("started_by"), approver=row.approver, approval=row.approval_reason,
         approval_key=row.approval_key, reason=_reason(rep, row.status), flow_run_id=row.flow_run_id,
-        run_url=run_link(row.flow_run_id, base),
+        run_url=run_link(row.flow_run_id, base), rolls_back=rep.get("rolls_back"),
     )
 
 

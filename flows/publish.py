@@ -17,6 +17,13 @@ log = logging.getLogger("aevon.run")  # forwarded to the run's Logs tab (flows/o
 TEXT_MAX_BYTES = 20_000  # small JSON/CSV/text evidence is shown inline
 IMAGES = {".png", ".jpg", ".jpeg", ".webp"}
 TEXTS = {".json", ".csv", ".txt", ".log"}
+UNHEALTHY = "serving release is unhealthy: "  # a rollback's note when the health re-check of what serves fails
+
+
+def unhealthy(rb: RollbackReport) -> str | None:
+    """What the rollback's health re-check found wrong with the serving release (None: nothing)."""
+    return next((n.removeprefix(UNHEALTHY).split(". Re-running")[0] for n in rb.notes if n.startswith(UNHEALTHY)),
+                None)
 
 
 def _short(v: str | None) -> str:
@@ -50,23 +57,31 @@ def log_rollback(rb: RollbackReport) -> None:
     for note in rb.notes:
         log.warning("rollback note: %s", note)
     log_verdicts(rb.health, "health re-check")
+    sick = unhealthy(rb)
     log.log(logging.INFO if rb.ok else logging.ERROR, "rollback of %s %s", rb.release_id,
-            "completed: the previous release serves" if rb.ok else "FAILED: an operator must look")
+            "completed: the previous release serves" if rb.ok else
+            f"FAILED: {UNHEALTHY}{sick}" if sick else "FAILED: an operator must look")
 
 
 def rollback_markdown(env: str, rb: RollbackReport) -> str:
     """The rollback subflow's own report."""
     rep = DeployReport(env=env, ref="rollback", release_id=rb.release_id, rollback=rb)
     body = render_markdown(rep).split("### Rollback", 1)[-1]
-    return f"## Rollback of `{rb.release_id}` ({env}) → **{'completed' if rb.ok else 'FAILED'}**\n\n### Rollback{body}"
+    sick = unhealthy(rb)
+    head = f"## Rollback of `{rb.release_id}` ({env}) → **{'completed' if rb.ok else 'FAILED'}**\n\n"
+    if sick:
+        head += f"**The {UNHEALTHY}{sick}**\n\n"
+    return f"{head}### Rollback{body}"
 
 
 async def publish_rollback(env: str, rb: RollbackReport) -> RollbackReport:
     """The rollback flow run's log lines and its own artifact: what it restored, reverted, re-checked."""
     log_rollback(rb)
+    sick = unhealthy(rb)
     await acreate_markdown_artifact(
         markdown=rollback_markdown(env, rb), key=f"rollback-{env}",
-        description=f"{'completed' if rb.ok else 'FAILED'}: rollback of {rb.release_id} ({rb.reason[:120]})",
+        description=f"{'completed' if rb.ok else 'FAILED'}: rollback of {rb.release_id} "
+                    + (f"({UNHEALTHY}{sick[:160]})" if sick else f"({rb.reason[:120]})"),
     )
     return rb
 

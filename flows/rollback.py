@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 from prefect import Flow, flow
+from prefect.runtime import flow_run
 
 from deployments.settings import AevonSettings
 from flows.canary import undo_canary
-from flows.observe import observe_run
-from flows.publish import publish_rollback
+from flows.observe import observe_run, started_by
+from flows.publish import UNHEALTHY, publish_rollback
 from flows.report import RollbackReport
 from flows.runtime import Runtime, build_runtime
 from providers.checks.base import CheckInput
@@ -25,7 +27,7 @@ from providers.migrators.rollback_decision import (
     needs_footprint,
     needs_preconditions,
 )
-from providers.models import DeployStatus, Release, ServiceVersion
+from providers.models import DeployStatus, Release, ServiceVersion, utcnow
 from providers.state.journal import CanaryEntry, JournalState, MigrationDetail, MigrationEntry, ServiceEntry
 from tasks.checks import is_blocking, run_check
 from tasks.common import as_is
@@ -72,7 +74,18 @@ async def rollback_flow(env: str, release_id: str, reason: str, spec_dir: str | 
     rt = build_runtime(env, Path(spec_dir) if spec_dir else None, settings=AevonSettings())
     try:
         await observe_run(env)
-        return await publish_rollback(env, await undo_release(rt, release_id, reason))
+        row = await rt.state.ledger.get(release_id)
+        if row is None or row.env != env:
+            raise ConfigError(f"no run {release_id!r} of {env} in the release ledger "
+                              f"(see `aevon-deploy history {env}`): nothing was changed")
+        started, run_id = utcnow(), flow_run.get_id()
+        rb = await undo_release(rt, release_id, reason)
+        await rt.state.ledger.record_manual_rollback(  # who, when, what it restored, outcome: status and history
+            f"{release_id}-rollback-{(run_id or secrets.token_hex(4))[:8]}", row, rb.ok, started, run_id,
+            {"rolls_back": release_id, "started_by": started_by(), "reason": reason,
+             "error": None if rb.ok else "; ".join(rb.notes) or "the rollback did not complete",
+             "rollback": rb.model_dump(mode="json")})
+        return await publish_rollback(env, rb)
     finally:
         await rt.aclose()
 
@@ -100,7 +113,7 @@ async def undo_release(rt: Runtime, release_id: str, reason: str) -> RollbackRep
         report.ok &= all(r.status == DeployStatus.READY for r in results)
     for entry in (e for e in entries if isinstance(e, MigrationEntry)):
         await _undo_migration(rt, entry, report)
-    if rt.spec.rollback.health_recheck and report.services:
+    if rt.spec.rollback.health_recheck and entries:  # migration-only rollbacks too: the old code on what is left
         await _recheck(rt, release_id, report)
     return report
 
@@ -179,6 +192,8 @@ async def _undo_migration(rt: Runtime, entry: MigrationEntry, report: RollbackRe
 
 
 async def _recheck(rt: Runtime, release_id: str, report: RollbackReport) -> None:
+    """The health checks of what serves now; a blocking result fails the rollback (the restored release is not
+    healthy, whatever was undone), named in the notes. A check of a service that serves nothing is not run."""
     services: dict[str, ServiceVersion] = {}
     for name, target in rt.targets.items():
         try:
@@ -190,10 +205,14 @@ async def _recheck(rt: Runtime, release_id: str, report: RollbackReport) -> None
             services[name] = cur
     probe = Release(release_id=release_id, env=rt.spec.environment, ref="rollback", sha="0" * 40)
     inp = CheckInput(release=probe, services=services)
-    health = [(spec, chk) for spec, chk in rt.checks if spec.kind == "health"]
+    health = [(spec, chk) for spec, chk in rt.checks
+              if spec.kind == "health" and (spec.service is None or spec.service in services)]
     results = await asyncio.gather(*(run_check(chk, spec, inp, "recheck") for spec, chk in health))
     report.health = list(results)
-    bad = [r.name for (spec, _), r in zip(health, results, strict=True) if is_blocking(r, spec)]
+    bad = [r for (spec, _), r in zip(health, results, strict=True) if is_blocking(r, spec)]
     if bad:
         report.ok = False
-        report.notes.append(f"health still failing after rollback: {', '.join(bad)}")
+        what = "; ".join(f"{r.name} {r.outcome}: {r.summary}" for r in bad)
+        report.notes.append(f"{UNHEALTHY}{what}. Re-running the rollback will not change that: deploy a fix, or "
+                            f"restore the database (`aevon-deploy db backups {rt.spec.environment}`) if a schema "
+                            "change that stayed applied is the cause")

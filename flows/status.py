@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from deployments.settings import AevonSettings
 from flows.readonly import Serving, ask_targets, read_only_runtime
-from providers.state.ledger import ReleaseRow
+from providers.state.ledger import FINAL_GOOD, MANUAL_ROLLBACK, ReleaseRow
 
 HISTORY_DEPTH = 200  # runs read back to find what each service should serve
 
@@ -140,5 +140,16 @@ async def environment_status(env: str, spec_dir: Path | None, settings: AevonSet
     expected = expected_versions(finished)
     return EnvironmentStatus(
         env=env, services=[judge(s, expected.get(name)) for name, s in serving.items()],
-        last_run=_row(rows[0] if rows else None), last_good=_row(good), missing_secrets=sorted(ro.missing),
+        last_run=_row(rows[0] if rows else None), last_good=_row(last_good(finished, good)),
+        missing_secrets=sorted(ro.missing),
     )
+
+
+def last_good(rows: list[ReleaseRow], latest: ReleaseRow | None) -> ReleaseRow | None:
+    """The newest good run that no manual rollback undid since (`rows` newest first; `latest`: the ledger's newest
+    good run, for when `rows` do not reach back that far)."""
+    undone = {str(r.report.get("rolls_back")) for r in rows if r.status == MANUAL_ROLLBACK}
+    good = next((r for r in rows if r.status == FINAL_GOOD and r.release_id not in undone), None)
+    if good is None and latest is not None and latest.release_id not in undone and len(rows) >= HISTORY_DEPTH:
+        return latest
+    return good

@@ -34,10 +34,12 @@ class FencedOff(AevonError):
     """This run's lease token is no longer its environment's (forced unlock, takeover): no new side effect."""
 
 
-# Release statuses: running -> succeeded | rolled_back | rollback_failed | refused | failed | compensated
+# Release statuses: running -> succeeded | rolled_back | rollback_failed | refused | failed | compensated;
+# a rollback started by hand: manual_rollback | manual_rollback_failed (record_manual_rollback)
 RUNNING = "running"
 FINAL_GOOD = "succeeded"
 REFUSED = "refused"  # stopped before any change: says nothing about what serves
+MANUAL_ROLLBACK, MANUAL_ROLLBACK_FAILED = "manual_rollback", "manual_rollback_failed"  # `aevon-deploy rollback` rows
 
 
 class ReleaseRow(BaseModel):
@@ -86,6 +88,20 @@ class Ledger:
             await c.execute(
                 "UPDATE aevon_releases SET status=$2, finished_at=now(), report=$3::jsonb WHERE release_id=$1",
                 release_id, status, json.dumps(report, default=str),
+            )
+
+    async def record_manual_rollback(self, rollback_id: str, of: ReleaseRow, ok: bool, started_at: datetime,
+                                     flow_run_id: str | None, report: dict[str, Any]) -> None:
+        """A rollback started by hand (`aevon-deploy rollback`, the UI) as a finished row of its own, so `status`
+        and `history` see what it restored: ref `rollback:<ref of the undone run>`, that run's SHA, `report` holding
+        `rolls_back`, `started_by` and `rollback` (the RollbackReport). Written once it ended (a crashed one leaves
+        no running row for the next deploy to compensate; its journal says what is left)."""
+        async with self._conn() as c:
+            await c.execute(
+                "INSERT INTO aevon_releases (release_id, env, ref, sha, status, flow_run_id, started_at, finished_at,"
+                " report) VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8::jsonb)",
+                rollback_id, of.env, f"rollback:{of.ref}", of.sha, MANUAL_ROLLBACK if ok else MANUAL_ROLLBACK_FAILED,
+                flow_run_id, started_at, json.dumps(report, default=str),
             )
 
     async def record_approval(self, release_id: str, approver: str, reason: str, key: str | None = None) -> None:

@@ -174,7 +174,8 @@ async def test_serving_release_failing_on_the_expanded_schema_stops_before_any_s
         assert (await env.deploy("v2")).outcome == DeployOutcome.SUCCEEDED
         await insert_task(env.db_url, "still here")
         report = await env.deploy("v2-rename", allow_destructive=True)
-        assert report.outcome == DeployOutcome.ROLLED_BACK, report.error
+        # v2 still serves, on a schema it cannot use: the rollback re-checks it and does not claim all is well
+        assert report.outcome == DeployOutcome.ROLLBACK_FAILED, report.error
         assert report.migrations_applied == [rename]
         assert report.services == [] and report.checks == []  # no service moved, validation never ran
         st = step(report, "serving release on the new schema")
@@ -188,6 +189,7 @@ async def test_serving_release_failing_on_the_expanded_schema_stops_before_any_s
         note = " ".join(report.rollback.notes)
         assert f"migrations {rename} stay applied because its inverse would fail on the data now" in note, note
         assert "`aevon-deploy db backups dev` lists earlier ones" in note
+        assert "serving release is unhealthy: api-health FAILED" in note, note
         assert "name" in await columns(env.db_url, "Task") and "title" not in await columns(env.db_url, "Task")
         assert await task_names(env.db_url) == ["still here"]  # no row lost
         assert await serving_sha(env) == rev(repo, "v2")  # nothing moved
