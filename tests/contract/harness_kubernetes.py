@@ -60,6 +60,22 @@ class KubeHarnessBase:
             )
             self._services.add(service)
 
+    def canary_setup(self, service: str, *, port: int, replicas: int = 4) -> str:
+        """The service's Deployment with `replicas` pods listening on `port` (labels app + track=stable) and a
+        Service `service` selecting `app: <service>` (stable and canary pods alike); returns the Service's front URL
+        (its ready endpoints, round robin), which the targets made from here on report as the service's URL."""
+        fake = self._fake()
+        fake.create_deployment(
+            service, f"{REPOSITORY}:{self.sha(0)}", namespace=NAMESPACE, replicas=replicas, port=port,
+            pod_labels={"track": "stable"},
+            strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        )
+        self._services.add(service)
+        fake.create_service(service, {"app": service}, target_port=port, namespace=NAMESPACE)
+        url = fake.expose_service(service, NAMESPACE)
+        self.overrides.update({"service": service, "url": url})
+        return url
+
     def settings(self, service: str) -> dict[str, Any]:
         return {
             "namespace": NAMESPACE,

@@ -8,6 +8,7 @@ nothing. The Deployment controller proper (kube_controller.py) implements `_sync
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -48,6 +49,14 @@ class ClusterState:
         self._wall0 = datetime.now(UTC)
         self._mono0 = self.now
         self._rv = 1000
+        self._ip_net = random.randrange(16, 250)  # 127.<net>.x.y: pod IPs of this fake cluster
+        self._ip_next = 0
+        self.on_advance: Callable[[], None] | None = None  # called after each advance (the pod network syncs)
+
+    def next_pod_ip(self) -> str:
+        """A pod IP no other pod of this cluster has: 127.<net>.<hi>.<lo> (the whole 127/8 is loopback)."""
+        self._ip_next += 1
+        return f"127.{self._ip_net}.{self._ip_next // 250 % 250}.{self._ip_next % 250 + 1}"
 
     def next_resource_version(self) -> str:
         self._rv += 1
@@ -92,6 +101,22 @@ class ClusterState:
                 st.dirty = False
             st.clock = max(st.clock, target)
         self.now = max(self.now, target)
+        if self.on_advance is not None:
+            self.on_advance()
+
+    def delete_deployment(self, namespace: str, name: str, propagation: str) -> DeploymentState | None:
+        """Remove a Deployment; the garbage collector's part (its ReplicaSets and their pods) happens at once for
+        Background and Foreground, while Orphan leaves the ReplicaSets running without an owner."""
+        st = self.deployments.pop((namespace, name), None)
+        if st is None:
+            return None
+        for rs in self._by_owner.pop(st.obj["metadata"]["uid"], []):
+            if propagation == "Orphan":
+                rs.obj["metadata"].pop("ownerReferences", None)
+                rs.owner_uid = ""
+                continue
+            self.replicasets.pop((rs.obj["metadata"]["namespace"], rs.obj["metadata"]["name"]), None)
+        return st
 
     def _next_event(self, st: DeploymentState) -> float | None:
         times: list[float] = []
@@ -133,7 +158,7 @@ class ClusterState:
         images = {c["image"] for c in spec["template"]["spec"]["containers"]}
         while len(rs.pods) < want:
             name = f"{rs.obj['metadata']['name']}-{uuid.uuid4().hex[:5]}"
-            rs.pods.append(Pod(name, self.now, self._pod_ready_at(images, self.now)))
+            rs.pods.append(Pod(name, self.now, self._pod_ready_at(images, self.now), self.next_pod_ip()))
         if len(rs.pods) > want:  # controller.ActivePods order: not-ready first, then the youngest
             rs.pods.sort(key=lambda p: (self._ready(p), -p.started))
             del rs.pods[: len(rs.pods) - want]

@@ -40,6 +40,7 @@ class Pod:
     name: str
     started: float
     ready_at: float | None
+    ip: str = ""  # status.podIP: a distinct loopback address (127.x.y.z), so a pod can really listen on it
 
 
 @dataclass

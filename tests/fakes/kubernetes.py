@@ -4,7 +4,9 @@ Follows the Kubernetes API reference (https://kubernetes.io/docs/reference/kuber
 deployment-v1/ and replica-set-v1/) and API concepts (https://kubernetes.io/docs/reference/using-api/
 api-concepts/): `GET|PATCH /apis/apps/v1/namespaces/{ns}/deployments/{name}` (strategic merge, JSON merge and
 JSON patch), `GET .../deployments`, `GET .../replicasets?labelSelector=...`, `GET .../replicasets/{name}`;
-errors are `kind: Status` bodies (reason NotFound, Unauthorized, Forbidden, Invalid, UnsupportedMediaType,
+`POST .../deployments` and `DELETE .../deployments/{name}` (kube_workloads.py); core/v1 pods, services and
+endpoints (kube_core.py), with ready pods really listening on their podIP (kube_network.py); errors are
+`kind: Status` bodies (reason NotFound, AlreadyExists, Unauthorized, Forbidden, Invalid, UnsupportedMediaType,
 TooManyRequests + Retry-After, ServiceUnavailable). Bearer-token auth; a read-only token gets 403 on writes.
 Speaks HTTPS with a throwaway cluster CA (`ca_pem`) like a GKE control plane, or plain HTTP (`tls=False`).
 The official kubernetes client talks to it unmodified.
@@ -22,6 +24,8 @@ from typing import Any
 
 from tests.fakes.base import FakeServer, Request, Response, bearer_auth
 from tests.fakes.kube_controller import DeploymentController
+from tests.fakes.kube_core import PodView, get_endpoints, get_service, list_pods, make_service, pod_views
+from tests.fakes.kube_network import PodNetwork
 from tests.fakes.kube_objects import (
     DeploymentState,
     default_deployment_spec,
@@ -32,6 +36,7 @@ from tests.fakes.kube_objects import (
 from tests.fakes.kube_objects import revision as revision_of_rs
 from tests.fakes.kube_patch import PatchError, json_patch, merge_patch, strategic_merge
 from tests.fakes.kube_tls import make_cluster_tls
+from tests.fakes.kube_workloads import create_deployment, delete_deployment
 
 Json = dict[str, Any]
 DROP_HEADER = "X-Fake-Drop-Answer"
@@ -82,6 +87,10 @@ class FakeKubeApiServer(FakeServer):
         )
         self._tls = make_cluster_tls() if tls else None
         self.patches: list[tuple[str, str, str]] = []  # (namespace, name, content type) of every accepted PATCH
+        self.writes: list[tuple[str, str, str]] = []  # (POST | DELETE, namespace, name) of every accepted one
+        self.services: dict[tuple[str, str], Json] = {}
+        self.network = PodNetwork()
+        self.controller.on_advance = lambda: self.network.sync(pod_views(self))
         self._lose_answers = 0
         super().__init__()
 
@@ -137,7 +146,7 @@ class FakeKubeApiServer(FakeServer):
         if any(bearer_auth(req, t) for t in self.read_only_tokens):
             if req.method in ("GET", "HEAD"):
                 return None
-            resource = "deployments" if "/deployments" in req.path else "replicasets"
+            resource = "deployments" if "/deployments" in req.path else req.path.split("/")[-2]
             ns = req.path.split("/namespaces/", 1)[-1].split("/", 1)[0]
             name = req.path.rsplit("/", 1)[-1]
             return Response(
@@ -159,6 +168,12 @@ class FakeKubeApiServer(FakeServer):
         self.route("PATCH", f"{base}/deployments/{NAME}", self._patch_deployment)
         self.route("GET", f"{base}/replicasets", self._list_replicasets)
         self.route("GET", f"{base}/replicasets/{NAME}", self._get_replicaset)
+        self.route("POST", f"{base}/deployments", lambda req: create_deployment(self, req))
+        self.route("DELETE", f"{base}/deployments/{NAME}", lambda req: delete_deployment(self, req))
+        core = f"/api/v1/namespaces/{NS}"
+        self.route("GET", f"{core}/pods", lambda req: list_pods(self, req))
+        self.route("GET", f"{core}/services/{NAME}", lambda req: get_service(self, req))
+        self.route("GET", f"{core}/endpoints/{NAME}", lambda req: get_endpoints(self, req))
 
     # -- handlers -----------------------------------------------------------------------------------------------
     def _version(self, req: Request) -> Response:
@@ -167,6 +182,8 @@ class FakeKubeApiServer(FakeServer):
     @staticmethod
     def _out(obj: Json, kind: str) -> Json:
         return {"kind": kind, "apiVersion": "apps/v1", **copy.deepcopy(obj)}
+
+    out = _out
 
     def _not_found(self, kind: str, name: str) -> Response:
         return Response(
@@ -309,15 +326,21 @@ class FakeKubeApiServer(FakeServer):
         progress_deadline_s: int = 600,
         annotations: dict[str, str] | None = None,
         settled: bool = True,
+        port: int | None = None,
+        pod_labels: dict[str, str] | None = None,
     ) -> Json:
-        """Create a Deployment (as `kubectl apply` would); `settled` makes its first rollout complete at once."""
+        """Create a Deployment (as `kubectl apply` would); `settled` makes its first rollout complete at once.
+
+        Selector `app: <name>`; `pod_labels` are more template labels (e.g. `track: stable`); `port` is the
+        containers' containerPort (its ready pods then listen on podIP:port)."""
         labels = {"app": name}
+        ports = {"ports": [{"containerPort": port, "protocol": "TCP"}]} if port else {}
         spec: Json = {
             "replicas": replicas,
             "selector": {"matchLabels": dict(labels)},
             "template": {
-                "metadata": {"labels": dict(labels)},
-                "spec": {"containers": [{"name": c, "image": image} for c in (containers or [name])]},
+                "metadata": {"labels": {**labels, **(pod_labels or {})}},
+                "spec": {"containers": [{"name": c, "image": image, **ports} for c in (containers or [name])]},
             },
             "progressDeadlineSeconds": progress_deadline_s,
         }
@@ -351,6 +374,41 @@ class FakeKubeApiServer(FakeServer):
             finally:
                 ctl.rollout_step_s = step
             return copy.deepcopy(st.obj)
+
+    def stop(self) -> None:
+        super().stop()
+        self.network.close()
+
+    def create_service(
+        self, name: str, selector: dict[str, str], *, port: int = 80, target_port: int, namespace: str = "default"
+    ) -> Json:
+        """A ClusterIP Service (as `kubectl apply` would make it); its endpoints follow the pods it selects."""
+        with self.lock:
+            svc = make_service(namespace, name, selector, port, target_port)
+            self.services[(namespace, name)] = svc
+            return copy.deepcopy(svc)
+
+    def ready_endpoints(self, name: str, namespace: str = "default") -> list[PodView]:
+        """The ready pods the Service `name` selects (its Endpoints' `addresses`)."""
+        with self.lock:
+            self.controller.advance()
+            selector = self.services[(namespace, name)]["spec"]["selector"]
+            return [p for p in pod_views(self) if p.namespace == namespace and p.ready
+                    and all(p.labels.get(k) == v for k, v in selector.items())]
+
+    def expose_service(self, name: str, namespace: str = "default") -> str:
+        """A URL in front of the Service (a LoadBalancer's address): each connection to the next ready endpoint."""
+        return self.network.expose(lambda: self.ready_endpoints(name, namespace))
+
+    def unhealthy(self, image: str) -> None:
+        """Pods running `image` become ready and serve, but their /health answers 503 (a broken release)."""
+        with self.lock:
+            self.network.unhealthy.add(image)
+
+    def has_deployment(self, name: str, namespace: str = "default") -> bool:
+        with self.lock:
+            self.controller.advance()
+            return (namespace, name) in self.controller.deployments
 
     def deployment(self, name: str, namespace: str = "default") -> Json:
         with self.lock:

@@ -17,6 +17,7 @@ DEPRECATED_ROLLBACK_TO = "deprecated.deployment.rollback.to"
 POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
 TIMED_OUT_REASON = "ProgressDeadlineExceeded"
 CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"
+RELEASE_ANNOTATION = "aevon.dev/release-id"  # ours: the release a pod template (or canary Deployment) runs
 
 # kubectl rollback.go `annotationsToSkip`: kept from the Deployment, never copied back from the ReplicaSet.
 ANNOTATIONS_TO_SKIP = frozenset(

@@ -37,6 +37,16 @@ class KubeSettings(BaseModel):
     location: str | None = Field(default=None, description="GKE cluster region or zone (gke)")
     cluster: str | None = Field(default=None, description="GKE cluster name (gke)")
     gke_api_url: str | None = Field(default=None, description="GKE API endpoint override (gke; tests)")
+    url: str | None = Field(default=None, description="public URL of the Service (what checks observe)")
+    service: str | None = Field(
+        default=None, description="the Service routing to the Deployment's pods: a canary refuses to start when "
+        "it would not select the canary's pods")
+    canary_url: str | None = Field(
+        default=None, description="URL reaching only the canary's pods (e.g. an Ingress for track=canary); "
+        "default: a ready canary pod's http://<podIP>:<port>, reachable from inside the cluster or its VPC")
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="container port of the canary pod URL (default: the first "
+        "containerPort of the updated container)")
     zero_downtime: Literal["refuse", "warn", "off"] = Field(
         default="refuse", description="what to do when the Deployment's strategy can drop serving capacity"
     )
@@ -88,6 +98,20 @@ class KubeSettings(BaseModel):
     def _url(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^https?://[^/\s]+/?$", v):
             raise ValueError("must be a base URL such as https://container.googleapis.com")
+        return v
+
+    @field_validator("url", "canary_url")
+    @classmethod
+    def _service_url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+(/\S*)?$", v):
+            raise ValueError("must be an http(s) URL such as https://api.example.com")
+        return v
+
+    @field_validator("service")
+    @classmethod
+    def _service(cls, v: str | None) -> str | None:
+        if v is not None and not DNS_LABEL.match(v):
+            raise ValueError("must be a DNS-1123 label (a Service name)")
         return v
 
 

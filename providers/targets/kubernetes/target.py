@@ -11,12 +11,14 @@ from typing import Any
 from providers.errors import PermanentError
 from providers.models import DeployHandle, DeployResult, DeployStatus, Release, ServiceVersion
 from providers.targets.base import TargetContext
+from providers.targets.kubernetes import canary
 from providers.targets.kubernetes.api import Connection, DeploymentApi
 from providers.targets.kubernetes.client import gke_connection, kubeconfig_connection
 from providers.targets.kubernetes.errors import RetryingCaller
 from providers.targets.kubernetes.rollout import (
     CHANGE_CAUSE_ANNOTATION,
     PAUSED_ROLLBACK,
+    RELEASE_ANNOTATION,
     capacity_drop,
     deployment_revision,
     equal_ignore_hash,
@@ -33,7 +35,6 @@ from providers.targets.kubernetes.settings import KubeSettings, parse_settings
 
 log = logging.getLogger(__name__)
 
-RELEASE_ANNOTATION = "aevon.dev/release-id"
 SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
 STRATEGIC = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -47,7 +48,10 @@ class KubernetesTarget:
     Idempotency: a Deployment whose template already has that image and our release annotation is not patched
     again. Readiness follows `kubectl rollout status`; rollback follows `kubectl rollout undo --to-revision`.
     Blocking client calls run in worker threads; transient failures are retried inside (RetryingCaller).
+    Canary (canary.py): a `<name>-canary` Deployment behind the same Service, sized to each step's share.
     """
+
+    supports_canary = True
 
     def __init__(self, *, service: str, provider: str, settings: KubeSettings, connection: Connection) -> None:
         self.service = service
@@ -141,6 +145,7 @@ class KubernetesTarget:
             version=version,
             release_id=self._release_of(template) or annotations.get(RELEASE_ANNOTATION),
             vendor_ref=str(revision) if revision else None,
+            url=self.settings.url,
             detail={
                 "image": image,
                 "namespace": self.namespace,
@@ -173,10 +178,7 @@ class KubernetesTarget:
 
     async def deploy(self, release: Release) -> DeployHandle:
         """Strategic-merge patch of the containers' image + release annotations; skipped when already there."""
-        if not SHA_RE.match(release.sha):
-            raise PermanentError(
-                f"release sha {release.sha!r} is not a git SHA", provider=self.provider, resource=self.resource
-            )
+        self._check_sha(release)
         dep = await self._api.read()
         template = dep["spec"]["template"]
         names = self._container_names(template)
@@ -213,6 +215,12 @@ class KubernetesTarget:
         detail["patched"] = True
         detail["generation"] = (patched.get("metadata") or {}).get("generation")
         return self._handle(release.sha, release.release_id, detail)
+
+    def _check_sha(self, release: Release) -> None:
+        if not SHA_RE.match(release.sha):
+            raise PermanentError(
+                f"release sha {release.sha!r} is not a git SHA", provider=self.provider, resource=self.resource
+            )
 
     def _handle(self, version: str, release_id: str | None, detail: dict[str, Any]) -> DeployHandle:
         return DeployHandle(service=self.service, version=version, release_id=release_id, detail=detail)
@@ -342,6 +350,20 @@ class KubernetesTarget:
         numbered = [(rev, rs) for rs in await self._api.replica_sets(dep) if (rev := revision_or_none(rs)) is not None]
         numbered.sort(key=lambda pair: pair[0], reverse=True)  # a ReplicaSet whose revision is not a number: left out
         return [self._service_version(rs, rs["spec"]["template"], rev) for rev, rs in numbered]
+
+    # -- CanaryTarget (canary.py) ---------------------------------------------------------------------------------
+    async def set_canary(self, release: Release, weight: int, timeout: float) -> DeployResult:
+        """`<name>-canary` with ceil(weight % of the stable replicas) pods behind the same Service; READY + URL."""
+        self._check_sha(release)
+        return await canary.set_canary(self, release, weight, timeout)
+
+    async def promote_canary(self, release: Release, timeout: float) -> DeployResult:
+        """Roll the main Deployment to the canary's image (the usual rollout), then delete the canary."""
+        return await canary.promote_canary(self, release, timeout)
+
+    async def abort_canary(self, stable: ServiceVersion | None) -> None:
+        """Delete `<name>-canary` at once (a no-op when there is none); the stable Deployment is untouched."""
+        await canary.remove(self)
 
     async def aclose(self) -> None:
         """Close the ApiClient when this target built it (an injected one belongs to its owner)."""
