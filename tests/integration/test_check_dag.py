@@ -18,6 +18,7 @@ from providers.models import DeployStatus, Outcome
 from tests.integration.envs import write_spec
 from tests.integration.flow_env import release_repo
 from tests.integration.flow_env import rev as sha
+from tests.integration.test_operator_view import run_logs
 from tests.standins.memory import _WORLDS
 
 pytestmark = pytest.mark.usefixtures("prefect_api", "ledger_url", "state_dir")
@@ -69,7 +70,9 @@ def upstream(run: TaskRun) -> set[UUID]:
 async def test_a_check_starts_when_its_service_is_ready_and_a_system_check_when_all_are(
     repo: Path, tmp_path: Path
 ) -> None:
-    write_spec(tmp_path / "specs", "dev", spec_of(repo, f"dag-{tmp_path.name}", slow_s=3.0))
+    spec = spec_of(repo, f"dag-{tmp_path.name}", slow_s=3.0)
+    spec["validation"] |= {"bake_s": 0.3, "bake_interval_s": 0.1, "bake_checks": ["check-fast"]}
+    write_spec(tmp_path / "specs", "dev", spec)
     report, tasks = await deploy(tmp_path / "specs", "v1")
     assert report.outcome == DeployOutcome.SUCCEEDED, report.error
     done = {c.service: c.finished_at for c in report.services}
@@ -88,6 +91,12 @@ async def test_a_check_starts_when_its_service_is_ready_and_a_system_check_when_
     system = next(s for s in report.steps if s.name == "validation 2/2: system")
     assert smoke.outcome == system.outcome == "passed" and smoke.started_at <= started["check-fast"] < done["slow"]
     assert system.started_at >= max(done.values())
+    # each stage and the bake say in the run's Logs when they start and end, with outcome and duration
+    assert report.flow_run_id is not None
+    await run_logs(report.flow_run_id, [
+        "step validation 1/2: smoke started", "step validation 1/2: smoke finished: passed in ",
+        "step validation 2/2: system started", "step validation 2/2: system finished: passed in ",
+        "step bake 0.3s started", "step bake 0.3s finished: ok in "])
 
 
 async def test_a_failing_check_of_the_fast_service_stops_the_slow_deploy_and_rolls_back_both(
@@ -124,3 +133,7 @@ async def test_a_failing_check_of_the_fast_service_stops_the_slow_deploy_and_rol
     steps = [s.name for s in report.steps]
     assert steps.index("validation 1/2: smoke") < steps.index("rollback")
     assert next(s for s in report.steps if s.name == "validation 2/2: system").outcome == "not started"
+    assert report.flow_run_id is not None
+    await run_logs(report.flow_run_id, [
+        "step validation 1/2: smoke finished: failed in ", "step validation 2/2: system finished: not started",
+        "deployed slow [memory]", "stopped mid-rollout: check-fast failed"])
