@@ -5,9 +5,10 @@ once through their Prefect deployments (one per environment), plus a second run 
 (the environment lock must serialise them). Printed: wall time from the first trigger to the last terminal state
 beside the critical path, overlaps (two runs of one environment inside each other's started..finished window in
 the ledger's aevon_releases), runs lost or stuck (not Completed at the end), and peak RSS of the server, of one
-worker and of one flow-run process (sampled from /proc every 0.25 s). Then one environment's deploy (a 30 s
-deploy) is killed mid-run with its worker, the worker restarted and the environment deployed again: the new run
-must take the lock over, mark the dead run Crashed and succeed.
+worker and of one flow-run process (sampled from /proc every 0.25 s). Then one environment (scale-kill, whose
+stand-in vendor keeps its state in files, as a real one outlives our process) is deployed at v1, its deploy of v2
+(30 s) killed mid-run with its worker, the worker restarted and v2 deployed again: the new run must take the lock
+over, mark the dead run Crashed, compensate it (services back on v1) and succeed (every service on v2).
 
 2 cores: every flow run is a Python process importing Prefect and aevon-deploy (~3 s of CPU each), so the wall
 time here measures start-up contention more than orchestration; workers poll every 2 s.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -45,16 +47,26 @@ CRITICAL_PATH = DEPLOY_S + CHECK_S
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
-def write_spec(spec_dir: Path, repo: Path, env: str, deploy_s: float = DEPLOY_S) -> None:
+def write_spec(spec_dir: Path, repo: Path, env: str, deploy_s: float = DEPLOY_S, vendor: Path | None = None) -> None:
     names = [f"svc-{i:02d}" for i in range(SERVICES)]
     spec = {
         "environment": env, "source": {"repo": str(repo)},
         "services": [{"name": s, "provider": "memory", "settings": {"deploy_s": deploy_s, "world": env}}
+                     if vendor is None else
+                     {"name": s, "provider": "memory-file", "settings": {"deploy_s": deploy_s, "dir": str(vendor)}}
                      for s in names],
         "validation": {"checks": [{"name": f"{s}-{k}", "kind": "sleep", "service": s, "error_retries": 0,
                                    "settings": {"seconds": CHECK_S}} for s in names for k in ("a", "b")]},
     }
     (spec_dir / f"{env}.yaml").write_text(yaml.safe_dump(spec))
+
+
+def tag_v2(repo: Path) -> str:
+    """A second commit, tagged v2, in the bench repo; returns its SHA."""
+    git = ["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=bench@aevon.dev"]
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "v2"], check=True)
+    subprocess.run([*git, "tag", "v2"], check=True)
+    return subprocess.run([*git, "rev-parse", "v2"], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def rss_kb(pid: int) -> int:
@@ -148,7 +160,11 @@ async def main() -> None:
         envs = [f"scale-{i:02d}" for i in range(a.envs)]
         for env in envs:
             write_spec(spec_dir, repo, env)
-        write_spec(spec_dir, repo, "scale-kill", deploy_s=30.0)
+        vendor, slow_dir = root / "vendor-kill", root / "specs-slow"
+        slow_dir.mkdir()
+        write_spec(spec_dir, repo, "scale-kill", vendor=vendor)
+        write_spec(slow_dir, repo, "scale-kill", deploy_s=30.0, vendor=vendor)
+        v2 = tag_v2(repo)
         pool = f"aevon-scaleout-{os.getpid()}"
         async with get_client() as client:
             await client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
@@ -179,7 +195,8 @@ async def main() -> None:
             print(f"scaleout peak RSS: server {peaks.peak['server'] / 1024:.0f} MB (with its children), worker "
                   f"{peaks.peak['worker'] / 1024:.0f} MB, one flow-run process {peaks.peak['flow_run'] / 1024:.0f} MB",
                   flush=True)
-            await kill_scenario(deployments["scale-kill"], workers, pool, wenv, root, ledger, a.timeout)
+            await kill_scenario(deployments["scale-kill"], workers, pool, wenv, root, ledger, a.timeout,
+                                {"fast": str(spec_dir), "slow": str(slow_dir), "vendor": str(vendor), "v2": v2})
         finally:
             peaks.stop.set()
             for w in workers:
@@ -192,13 +209,31 @@ async def main() -> None:
                     os.killpg(w.pid, signal.SIGKILL)
 
 
+def serving(vendor: Path) -> set[str]:
+    """The versions the file-backed stand-in vendor serves, over all services of scale-kill."""
+    out = set()
+    for f in vendor.glob("*.json"):
+        state = json.loads(f.read_text())
+        out.add(state["deployments"][state["active"]]["version"] if state["active"] else "nothing")
+    return out
+
+
 async def kill_scenario(deployment: object, workers: list[subprocess.Popen[bytes]], pool: str,
-                        wenv: dict[str, str], root: Path, ledger: str, timeout_s: float) -> None:
-    """Kill the worker running scale-kill's deploy (and its flow-run process) once it holds the lock, restart a
-    worker, deploy scale-kill again; the second run must take over the lock and succeed."""
+                        wenv: dict[str, str], root: Path, ledger: str, timeout_s: float, where: dict[str, str]) -> None:
+    """scale-kill at v1; its v2 deploy killed with its worker (and its flow-run process) once it holds the lock and
+    its services are rolling out; a worker restarted; v2 deployed again: the second run must take the lock over,
+    compensate the dead run (services back on v1) and succeed."""
+    async def start(ref: str, spec_dir: str) -> object:
+        async with get_client() as client:
+            return (await client.create_flow_run_from_deployment(
+                deployment, parameters={"env": "scale-kill", "ref": ref, "spec_dir": spec_dir})).id  # type: ignore[arg-type]
+
+    base = await wait_all([await start("v1", where["fast"])], timeout_s)
+    if set(base.values()) != {"COMPLETED"}:
+        print(f"scaleout kill: the first deploy of scale-kill did not complete ({base}); not run", flush=True)
+        return
     t0 = time.perf_counter()
-    async with get_client() as client:
-        first = (await client.create_flow_run_from_deployment(deployment)).id  # type: ignore[arg-type]
+    first = await start("v2", where["slow"])
     conn = await asyncpg.connect(ledger)
     try:
         holder = None
@@ -206,12 +241,17 @@ async def kill_scenario(deployment: object, workers: list[subprocess.Popen[bytes
             holder = await conn.fetchrow("SELECT pid FROM aevon_env_locks WHERE env = 'scale-kill' AND "
                                          "flow_run_id = $1", str(first))
             await asyncio.sleep(0.5)
+        if holder is None:
+            print("scaleout kill: the deploy never took its lock", flush=True)
+            return
+        started = 0
+        while started < SERVICES and time.perf_counter() - t0 < timeout_s:  # every service's rollout has started
+            await asyncio.sleep(0.2)
+            started = await conn.fetchval("SELECT count(*) FROM aevon_journal j JOIN aevon_releases r USING "
+                                          "(release_id) WHERE r.flow_run_id = $1", str(first))
     finally:
         await conn.close()
-    if holder is None:
-        print("scaleout kill: the deploy never took its lock", flush=True)
-        return
-    await asyncio.sleep(3.0)  # mid-deploy: the services take 30 s
+    await asyncio.sleep(1.0)  # mid-deploy: the services take 30 s
     victim = next((w for w in workers if int(holder["pid"]) in children(w.pid)), None)
     os.kill(int(holder["pid"]), signal.SIGKILL)
     if victim is not None:
@@ -219,13 +259,19 @@ async def kill_scenario(deployment: object, workers: list[subprocess.Popen[bytes
         victim.wait()
         workers[workers.index(victim)] = start_worker(pool, "w-restarted", wenv, root / "worker-restarted.log")
     killed_at = time.perf_counter()
-    async with get_client() as client:
-        second = (await client.create_flow_run_from_deployment(deployment)).id  # type: ignore[arg-type]
+    second = await start("v2", where["fast"])
     states = await wait_all([first, second], timeout_s)
     over = await overlaps(ledger, ["scale-kill"])
-    print(f"scaleout kill: deploy killed with its worker ({'restarted' if victim else 'worker not found'}); the "
-          f"killed run ended {states[str(first)]}, the next run {states[str(second)]} "
-          f"{time.perf_counter() - killed_at:.1f} s after the kill; overlaps {over}, "
+    conn = await asyncpg.connect(ledger)
+    try:
+        dead = await conn.fetchval("SELECT status FROM aevon_releases WHERE flow_run_id = $1", str(first))
+    finally:
+        await conn.close()
+    now = serving(Path(where["vendor"]))
+    print(f"scaleout kill: v2 deploy killed with its worker ({'restarted' if victim else 'worker not found'}) "
+          f"after its {SERVICES} rollouts started; the killed run ended {states[str(first)]} (ledger: {dead}), the "
+          f"next run {states[str(second)]} {time.perf_counter() - killed_at:.1f} s after the kill; services serve "
+          f"{'v2' if now == {where['v2']} else sorted(now)}; overlaps {over}, "
           f"lost {sum(1 for s in states.values() if s not in TERMINAL)}", flush=True)
 
 

@@ -1,4 +1,4 @@
-"""Test and bench stand-ins (in-process memory target, sleep check), registered through AEVON_PLUGINS=tests.standins."""
+"""Test and bench stand-ins (memory target, its file-backed twin, sleep check); AEVON_PLUGINS=tests.standins."""
 
-TARGETS = {"memory": "tests.standins.memory:make_target"}
+TARGETS = {"memory": "tests.standins.memory:make_target", "memory-file": "tests.standins.filed:make_target"}
 CHECKS = {"sleep": "tests.standins.sleep:make_check"}
