@@ -36,7 +36,7 @@ lint: python
 	$(PY) -m mypy
 
 test: setup lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25
 
 unit: python
 	$(PY) -m pytest -q tests/unit
