@@ -94,6 +94,7 @@ class Pipeline:
         self.upstream: dict[str, State[Any]] = {}  # service or check name -> the task state that finished it
         self.results: dict[str, CheckResult] = {}
         self.warmups: list[dict[str, float]] = []
+        self.warming: list[asyncio.Future[None]] = []
         self.out = Outcomes()
         plan = rt.spec.validation.stage_plan()
         self.stages = [_Stage(i, st.name, list(st.checks), len(st.checks)) for i, st in enumerate(plan)]
@@ -129,6 +130,11 @@ class Pipeline:
         except BaseException as exc:
             self.stop.set(f"the rollout stopped: {describe_error(exc)}")
             raise
+        finally:  # the warm-ups still going (the next layer did not wait for them)
+            warming = await asyncio.gather(*self.warming, return_exceptions=True)
+        crash = next((w for w in warming if isinstance(w, BaseException)), None)
+        if crash is not None:
+            raise crash
 
     async def _layer(self, name: str, i: int, layer: list[str]) -> None:
         with self.report.step(name) as st:
@@ -144,8 +150,9 @@ class Pipeline:
                 st.detail = "; ".join(f"{c.service}: {c.message}" for c in failed + stopped)
 
     async def _service(self, name: str, layer: int) -> ServiceChange:
-        """Deploy one service (a task run, or the canary steps); once READY, warm it up and mark it ready. Anything
-        but READY fires the stop (a CANCELED deploy was stopped by it already): its checks must not wait for ever."""
+        """Deploy one service (a task run, or the canary steps); once READY, warm it up and mark it ready, beside
+        the next layer's deploys (which wait for this deploy, not its warm-up). Anything but READY fires the stop
+        (a CANCELED deploy was stopped by it already): its checks must not wait for ever."""
         spec, target = self.rt.spec.service(name), self.rt.targets[name]
         state: State[Any] | None = None
         try:
@@ -162,7 +169,7 @@ class Pipeline:
                     raise AevonError(f"deploy of {name}: its task run ended {state.name} without a result")
                 change = data
             if change.status == DeployStatus.READY:
-                await self._ready(name, state)
+                self.warming.append(asyncio.ensure_future(self._ready(name, state)))
         except BaseException:
             self.stop.set(f"deploy of {name} failed")
             raise
@@ -172,6 +179,13 @@ class Pipeline:
 
     async def _ready(self, name: str, state: State[Any] | None) -> None:
         """Read what serves now, warm it up (its own warm-up requests), then let its checks start."""
+        try:
+            await self._warm(name, state)
+        except BaseException as exc:
+            self.stop.set(f"warm-up of {name} failed: {describe_error(exc)}")
+            raise
+
+    async def _warm(self, name: str, state: State[Any] | None) -> None:
         version = await self.rt.targets[name].current()
         warm = of_service(self.rt.spec.warmup, name)
         if version is not None and warm.requests and not self.stop.is_set():

@@ -121,7 +121,7 @@ async def test_failed_service_deploy_rolls_back_the_others(
     assert report.outcome == DeployOutcome.ROLLED_BACK, report.error
     by_name = {c.service: c for c in report.services}
     assert by_name["api"].status == "READY" and by_name["web"].status == "FAILED"
-    assert report.checks == []  # validation never ran
+    assert all(r.outcome == "CANCELLED" for r in report.checks)  # api's checks may have begun (checks as a DAG)
     assert report.rollback is not None and report.rollback.ok
     assert await serving_sha(ports["api"]) == rev(sample_repo, "v1")
     assert await serving_sha(ports["web"]) == rev(sample_repo, "v1")

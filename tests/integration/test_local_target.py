@@ -119,6 +119,22 @@ async def test_rollback_to_a_stopped_version_starts_it_from_a_checkout(h: LocalH
     await t.aclose()
 
 
+async def test_a_rollback_stops_a_deploy_abandoned_while_it_was_starting(h: LocalHarness) -> None:
+    """Fail fast gives up the wait of a deploy in flight; the rollback that follows stops its process."""
+    t = h.make_target("api")
+    r1 = await ship(t, h.sha(1))
+    assert r1.status is DeployStatus.READY, r1.message
+    cur = await t.current()
+    assert cur is not None
+    handle = await t.deploy(make_release("dev", h.sha(2)))  # nobody waits for it: never activated
+    back = await t.wait_ready(await t.rollback(cur), 30)
+    assert back.status is DeployStatus.READY and (await fetch(t.url))["version"] == "v1"
+    [abandoned] = [i for i in store(h).load().instances.values() if i.id == handle.vendor_ref]
+    assert abandoned.status == "stopped" and abandoned.message == "rolled back while it was starting"
+    assert abandoned.pid is not None and not pid_alive(abandoned.pid, abandoned.start_time)
+    await t.aclose()
+
+
 async def test_no_failed_request_while_the_stable_port_switches(h: LocalHarness) -> None:
     t = h.make_target("api")
     assert (await ship(t, h.sha(1))).status is DeployStatus.READY

@@ -131,7 +131,12 @@ class LocalTarget:
             stale = self._reconcile(st)
             active, standby = st.get(st.active), st.get(st.standby)
             starting = [i for i in st.instances.values() if i.status == "starting" and i.sha == sha]
-        await self._stop(stale)
+            abandoned = [i for i in st.instances.values() if i.status == "starting" and i.sha != sha]
+            for i in abandoned:  # a deploy stopped mid-rollout (fail fast): its process goes with the rollback
+                i.pid = i.pid or read_pidfile(self._store.pid_path(i.id))
+                i.start_time = i.start_time or (proc_start_time(i.pid) if i.pid else None)
+                i.status, i.message = "stopping", "rolled back while it was starting"
+        await self._stop(stale + abandoned)
         if active is not None and active.sha == sha and pid_alive(active.pid, active.start_time):
             return self._handle(active)  # already serving: a no-op
         if standby is not None and standby.sha == sha and await self._probe(standby.port) is not None:
