@@ -57,6 +57,12 @@ class MigrationReadiness(BaseCheck):
         try:
             status = await self.migrator.status(inp.checkout_dir)
             ready = await self.migrator.readiness(inp.checkout_dir, status)
+            if _unexplained_interrupted(status, ready):
+                # The migrator's readiness waits for our live `migrate deploy` sessions before it judges a killed
+                # attempt: one that ended meanwhile (a deploy killed while its Prisma CLI, in its own session, ran
+                # on and recorded the migration) left `status` stale. Read it again rather than report it.
+                status = await self.migrator.status(inp.checkout_dir)
+                ready = await self.migrator.readiness(inp.checkout_dir, status)
             explained = {f.location for f in ready if str(f.detail.get("rule", "")).startswith("interrupted-")}
             findings = [*self._failed(status, explained), *ready, *await self._unknown(status)]
         except AevonError as exc:
@@ -129,6 +135,13 @@ class MigrationReadiness(BaseCheck):
                     severity=Severity.HIGH if self.settings.block_on_unknown else Severity.MEDIUM, location=m,
                     detail={"rule": "unknown-applied"}))
         return out
+
+
+def _unexplained_interrupted(status: MigrationStatus, ready: list[Finding]) -> bool:
+    """A migration started, unfinished and with no error recorded that the migrator's readiness said nothing of."""
+    explained = {f.location for f in ready if str(f.detail.get("rule", "")).startswith("interrupted-")}
+    return any(m not in explained and not status.failed_logs.get(m, "").strip() for m in status.failed)
+
 
 def make_check(ctx: CheckContext) -> MigrationReadiness:
     """Factory registered as `migration_readiness`; uses the environment's database spec and migrator.

@@ -9,11 +9,13 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from deployments.spec import DatabaseSpec
+from providers import process_groups
 from providers.migrators.base import MigratorContext
 from providers.migrators.prisma.migrator import make_migrator
 
 
 async def main(url: str, checkout: str, state: str) -> None:
+    process_groups.record_in(Path(state) / "process-groups")  # as a deploy does: the Prisma CLI's own group
     ctx = MigratorContext(env="t", spec=DatabaseSpec(), database_url=SecretStr(url), state_dir=Path(state))
     await make_migrator(ctx).apply(Path(checkout))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -25,11 +26,14 @@ def _toolkit() -> None:
     ensure_prisma_toolkit()
 
 
-async def kill_inside_migrate_deploy(url: str, root: Path, state: Path) -> None:
-    """Start `migrate deploy` in its own process group; SIGKILL the group while B's script sleeps, B's row
-    started and unfinished; return once the orphaned backend has committed and closed."""
+async def kill_inside_migrate_deploy(url: str, root: Path, state: Path, *, prisma_too: bool = True) -> None:
+    """Start `migrate deploy` from a child process in its own group; while B's script sleeps (its row started,
+    unfinished) SIGKILL that group and, with `prisma_too`, the Prisma CLI's own group the child recorded (what a
+    crash of the whole deployer does). Without it the CLI, in its own session since 0447c82, runs on: what a kill
+    of the deploy process alone does."""
     proc = subprocess.Popen([sys.executable, "-m", "tests.chaos.migrate_child", url, str(root), str(state)],
                             cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    groups = state / "process-groups"
     try:
         for _ in range(600):
             assert proc.poll() is None, "migrate deploy ended before it reached the sleep"
@@ -39,7 +43,11 @@ async def kill_inside_migrate_deploy(url: str, root: Path, state: Path) -> None:
             await asyncio.sleep(0.05)
         else:
             pytest.fail("never saw the migration sleeping")
-        os.killpg(proc.pid, signal.SIGKILL)
+        prisma = [int(p.stem) for p in groups.glob("*.pgid")]
+        assert len(prisma) == 1, "the child recorded no Prisma process group"
+        for pgid in [proc.pid, *(prisma if prisma_too else [])]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
         proc.wait()
     finally:
         if proc.poll() is None:
@@ -54,9 +62,6 @@ async def note_columns(url: str) -> int:
                                 "AND column_name = 'note'"))
 
 
-@pytest.mark.xfail(strict=False, reason="known regression since 0447c82 (Prisma CLI in its own session): the killed "
-                   "attempt is reported by the gate's generic 'interrupted' finding, not the migrator's dry-run "
-                   "verdict; issue 18 stays open for it")
 async def test_killed_inside_migrate_deploy_is_reported_applied_and_settled_once(tmp_path: Path) -> None:
     root = checkout(tmp_path / "app", [A, B], SLOW_B)
     async with temp_database() as url:
@@ -76,6 +81,24 @@ async def test_killed_inside_migrate_deploy_is_reported_applied_and_settled_once
         assert await note_columns(url) == 1
         assert (await run(gate(m), root))[0] == Outcome.PASSED
         assert await m.settle_interrupted(root) == []  # idempotent
+
+
+async def test_a_killed_deploy_whose_prisma_cli_runs_on_is_judged_after_it_ends(tmp_path: Path) -> None:
+    """The regression of 0447c82: the deploy killed, its Prisma CLI (own session) still running and about to
+    record B finished. The gate read the status (B unfinished), waited for the live session, then reported that
+    stale read as a CRITICAL "interrupted" finding; it must report what holds once the session ended."""
+    root = checkout(tmp_path / "app", [A, B], SLOW_B)
+    async with temp_database() as url:
+        m = migrator(url, tmp_path)
+        await kill_inside_migrate_deploy(url, root, tmp_path / "child", prisma_too=False)
+
+        outcome, found, summary = await run(gate(m), root)
+        assert (outcome, found) == (Outcome.PASSED, []), summary
+        assert summary == "2 applied, 0 pending, 0 failed, drift no"
+        rows = await fetch(url, 'SELECT finished_at FROM "_prisma_migrations" WHERE migration_name = $1', B)
+        assert [r["finished_at"] is not None for r in rows] == [True]  # the CLI that ran on recorded it, once
+        assert await note_columns(url) == 1
+        assert await m.settle_interrupted(root) == []
 
 
 async def test_killed_before_its_script_ran_is_reported_unapplied_and_applied_once(tmp_path: Path) -> None:
