@@ -66,7 +66,7 @@ def assert_reported_without_secrets(sentry: FakeSentry, *secrets: str) -> None:
 def test_unhandled_exception_in_the_cli_is_reported_scrubbed(sentry: FakeSentry) -> None:
     env = {**os.environ, "AEVON_SENTRY_DSN": sentry.dsn(PROJECT), "GITHUB_TOKEN": GITHUB_TOKEN,
            "AEVON_STATE_DB_URL": f"postgresql://aevon:{DB_PASSWORD}@127.0.0.1:5432/aevon"}
-    out = run_cli("flows.cli", "_history", ["history", "dev"], env)
+    out = run_cli("flows.cli_read", "_history", ["history", "dev"], env)
     assert out.returncode == 1 and "RuntimeError" in out.stderr
     assert_reported_without_secrets(sentry, DB_PASSWORD, GITHUB_TOKEN)
 
