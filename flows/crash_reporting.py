@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from deployments.settings import AevonSettings
 
@@ -20,7 +21,11 @@ _MIN_SECRET_LEN = 6  # shorter values would blank out ordinary words
 
 
 def _secrets_of_url(url: str) -> list[str]:
-    """The URL and its password (raw and percent-decoded): what must not appear."""
+    """The URL and its password (raw and percent-decoded): what must not appear.
+
+    The password is also taken as everything between the user's ':' and the LAST '@', with its pieces around a
+    '/', '@', ':', '?' or '#': a malformed URL's parser splits it there and an error may quote any piece.
+    """
     out = [url]
     try:
         password = urlsplit(url).password
@@ -28,18 +33,30 @@ def _secrets_of_url(url: str) -> list[str]:
         password = None
     if password:
         out += [password, unquote(password)]
+    userinfo = url.partition("://")[2].rpartition("@")[0]
+    if ":" in userinfo:
+        raw = userinfo.split(":", 1)[1]
+        out += [raw, unquote(raw), *re.split(r"[/@:?#]", raw)]
     return out
 
 
+def _forms(value: str) -> list[str]:
+    """`value` as an exception or a log may show it: as is, stripped, repr- and JSON-escaped, percent-encoded."""
+    return [value, value.strip(), repr(value)[1:-1], json.dumps(value)[1:-1], quote(value, safe=""),
+            quote(value, safe=":/@")]
+
+
 def secret_values(settings: AevonSettings, environ: dict[str, str] | None = None) -> list[str]:
-    """Values to blank in every event: the ledger URL and password, and secret-named environment variables."""
+    """Values to blank in every event: the ledger URL and password, and secret-named environment variables, each
+    also in the forms an error message quotes it in (a token with a trailing newline shows as `tok\\n`)."""
     env = os.environ if environ is None else environ
     values = _secrets_of_url(settings.state_db_url.get_secret_value())
     for name, value in env.items():
         if _SECRET_NAME.search(name) and value:
             values += _secrets_of_url(value) if "://" in value else [value]
+    forms = [form for v in values for form in _forms(v)]
     # the DSN's own key is public by design (it is in every envelope's header): keep it readable
-    return sorted({v for v in values if len(v) >= _MIN_SECRET_LEN}, key=len, reverse=True)
+    return sorted({v for v in forms if len(v) >= _MIN_SECRET_LEN}, key=len, reverse=True)
 
 
 def scrub(value: Any, secrets: Iterable[str]) -> Any:

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from deployments.loader import load_spec, spec_path
+from deployments.secret_values import check_value
 from deployments.settings import AevonSettings, resolve_secrets
 from deployments.spec import CheckSpec, EnvironmentSpec
 from providers.checks.base import GATES, VALIDATION, Check, CheckContext, Section
@@ -85,6 +86,8 @@ def build_runtime(
     file = spec_path(env, spec_dir)
     registry = build_registry(settings.plugin_modules())
     secrets = resolve_secrets(spec, file) if secrets is None else secrets
+    # refused by name before the driver's own parse error could quote it (a worker's run has no CLI in front)
+    check_value("AEVON_STATE_DB_URL", settings.state_db_url.get_secret_value(), ["AEVON_STATE_DB_URL"])
     state_dir = settings.state_dir.resolve()
     source = GitSource(spec.source.repo, state_dir / "checkouts")
     state = StateStore(settings.state_db_url)

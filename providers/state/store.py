@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from pydantic import SecretStr
 
-from providers.errors import PermanentError, TransientError
+from providers.errors import ConfigError, PermanentError, TransientError
 from providers.state.backups import BackupCatalog
 from providers.state.ledger import Ledger
 from providers.state.schema import upgrade
@@ -40,6 +40,22 @@ async def with_slot(make: Callable[[], Awaitable[T]], wait_s: float = SLOT_WAIT_
                 raise _connect_error(exc) from None
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 2.0)
+
+
+def unparsable_url() -> ConfigError:
+    """The ledger URL did not parse: named, never quoted."""
+    return ConfigError("the ledger database URL cannot be parsed (percent-encode a '/', '@', ':' or '#' in its user "
+                       "or password)", "AEVON_STATE_DB_URL")
+
+
+async def create_pool(url: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
+    """asyncpg.create_pool; a URL the driver cannot parse is `unparsable_url()`, with no trace of the driver's text
+    (it quotes a piece of the URL, a password say)."""
+    try:
+        return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+    except ValueError:  # raised below, outside the handler: no __context__ holding the driver's text
+        pass
+    raise unparsable_url()
 
 
 def _connect_error(exc: BaseException) -> TransientError:
@@ -84,7 +100,7 @@ class StateStore:
         raw = self._url.get_secret_value()
         try:
             try:
-                return await with_slot(lambda: asyncpg.create_pool(raw, min_size=1, max_size=self._max_size))
+                return await with_slot(lambda: create_pool(raw, min_size=1, max_size=self._max_size))
             except asyncpg.InvalidCatalogNameError:
                 if not self._create:
                     raise
@@ -96,7 +112,7 @@ class StateStore:
                     pass
                 finally:
                     await conn.close()
-                return await with_slot(lambda: asyncpg.create_pool(raw, min_size=1, max_size=self._max_size))
+                return await with_slot(lambda: create_pool(raw, min_size=1, max_size=self._max_size))
         except (OSError, TimeoutError, *NO_SLOT) as exc:
             raise _connect_error(exc) from None
         except asyncpg.PostgresError as exc:
