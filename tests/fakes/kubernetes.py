@@ -146,16 +146,18 @@ class FakeKubeApiServer(FakeServer):
         if any(bearer_auth(req, t) for t in self.read_only_tokens):
             if req.method in ("GET", "HEAD"):
                 return None
-            resource = "deployments" if "/deployments" in req.path else req.path.split("/")[-2]
-            ns = req.path.split("/namespaces/", 1)[-1].split("/", 1)[0]
-            name = req.path.rsplit("/", 1)[-1]
+            ns, _, rest = req.path.split("/namespaces/", 1)[-1].partition("/")
+            resource, _, name = rest.partition("/")
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(req.method, "get")
+            what = f'{resource}.apps "{name}"' if name else f"{resource}.apps"  # a create names no object
             return Response(
                 403,
                 status_body(
                     403,
-                    f'{resource}.apps "{name}" is forbidden: User "system:serviceaccount:ci:read-only" cannot '
-                    f'{req.method.lower()} resource "{resource}" in API group "apps" in the namespace "{ns}"',
-                    details={"name": name, "group": "apps", "kind": resource},
+                    f'{what} is forbidden: User "system:serviceaccount:ci:read-only" cannot '
+                    f'{verb} resource "{resource}" in API group "apps" in the namespace "{ns}"',
+                    details={"name": name, "group": "apps", "kind": resource} if name else
+                    {"group": "apps", "kind": resource},
                 ),
             )
         return Response(401, status_body(401, "Unauthorized"))

@@ -242,3 +242,27 @@ def test_the_gke_canary_example_loads_and_its_target_can_split_traffic(tmp_path:
     target = make_gke_target(TargetContext(env="canary-gke", spec=svc, secrets={}, state_dir=tmp_path))
     assert svc.strategy.canary and supports_canary(target)
     require_canary(spec, {svc.name: target})  # no ConfigError: gke splits traffic
+
+
+async def test_a_lost_create_answer_still_makes_one_canary(harness: KubeHarnessBase, target: CanaryTarget) -> None:
+    fake(harness).inject_fault("lost", 1, creates_only=True)  # the POST is applied, its answer never arrives
+    result = await target.set_canary(make_release("staging", harness.sha(6)), 10, 30)
+    assert result.status == DeployStatus.READY, result.message
+    assert [w for w in fake(harness).writes if w[0] == "POST"] == [("POST", NAMESPACE, CANARY)]  # the retry: 409
+    assert fake(harness).deployment(CANARY, NAMESPACE)["spec"]["replicas"] == 1
+
+
+async def test_a_read_only_token_creates_nothing(harness: KubeHarnessBase) -> None:
+    fake(harness).read_only_tokens.add(harness.bad_secret)
+    if isinstance(harness, GkeHarness):
+        assert harness.gke is not None
+        harness.gke.tokens.add(harness.bad_secret)  # GKE lets it read the cluster; the cluster lets it only read
+    t = harness.make_target_bad_token(SERVICE)
+    assert isinstance(t, CanaryTarget)
+    try:
+        with pytest.raises(PermanentError, match=r'HTTP 403.*cannot create resource "deployments"') as err:
+            await t.set_canary(make_release("staging", harness.sha(1)), 10, 30)
+        await t.abort_canary(None)  # reading is allowed: no canary, nothing to delete
+    finally:
+        await t.aclose()
+    assert harness.bad_secret not in str(err.value) and fake(harness).writes == []
