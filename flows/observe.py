@@ -24,13 +24,39 @@ class RunLogForwarder(APILogHandler):
         super().emit(record)
 
 
+class ConsoleAtPrefectLevel(logging.Handler):
+    """What propagation to the root logger did (its handlers: Prefect's console, pytest's capture), from
+    PREFECT_LOGGING_LEVEL up only, as for Prefect's own run loggers. Our INFO lines still reach the run's Logs tab;
+    a worker or bench at WARNING no longer renders each of them through rich on its console (measured: 7 % of the
+    deploy flow's event-loop time at 50 services)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for handler in logging.getLogger().handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+
+
+def _prefect_level() -> int:
+    from prefect.settings import get_current_settings
+
+    return logging.getLevelNamesMapping().get(str(get_current_settings().logging.level).upper(), logging.INFO)
+
+
 def forward_domain_logs() -> None:
-    """Send INFO and above of our loggers to the current run's logs (idempotent; each flow entry calls it)."""
+    """Send INFO and above of our loggers to the current run's logs, and to the console from PREFECT_LOGGING_LEVEL
+    up (idempotent; each flow entry calls it)."""
+    console_level = _prefect_level()
     with _lock:
         for name in DOMAIN_LOGGERS:
             logger = logging.getLogger(name)
             if not any(isinstance(h, RunLogForwarder) for h in logger.handlers):
                 logger.addHandler(RunLogForwarder(level=logging.INFO))
+            console = next((h for h in logger.handlers if isinstance(h, ConsoleAtPrefectLevel)), None)
+            if console is None:
+                console = ConsoleAtPrefectLevel()
+                logger.addHandler(console)
+            console.setLevel(console_level)
+            logger.propagate = False  # the root's handlers get our records through `console`, at its level
             if logger.level == logging.NOTSET or logger.level > logging.INFO:
                 logger.setLevel(logging.INFO)
 
