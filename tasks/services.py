@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable
@@ -23,6 +24,13 @@ from tasks.stop import StopSignal, until_stopped
 
 log = logging.getLogger("aevon.run")  # forwarded to the run's Logs tab (flows/observe.py)
 PROGRESS_EVERY_S = 30.0  # a long rollout says it is still going, so that it never looks frozen
+# Targets whose rollback supersedes a rollout still in flight, so fail fast may stop waiting for one: Kubernetes
+# (the rollback patches the Deployment back; the controller drops the new ReplicaSet), Vercel (a production
+# deployment becomes production only when promoted after an instant rollback: /docs/instant-rollback), local (the
+# rollback stops an instance abandoned while starting). Render, Railway and Koyeb put a deploy live by themselves
+# when it is ready, even after a rollback was triggered, so theirs runs to its end before the rollback starts.
+# A target can say so itself with a class attribute `abandonable_rollout`.
+SUPERSEDED_BY_ROLLBACK = frozenset({"kubernetes", "gke", "vercel", "local"})
 T = TypeVar("T")
 
 
@@ -64,8 +72,10 @@ async def deploy_service(
 
     The undo record (the version serving before) is written before the first side effect and is kept on retries,
     so a crash at any point leaves enough to compensate. When `stop` fires during the rollout (a check or another
-    deploy failed) the wait is given up at once: the task run ends Cancelled with status CANCELED, and the journal
-    entry stays open (noted "stopped mid-rollout"), so the rollback that follows puts the previous version back.
+    deploy failed) and the target's rollback supersedes a rollout in flight (`abandonable`), the wait is given up
+    at once: the task run ends Cancelled with status CANCELED, and the journal entry stays open (noted "stopped
+    mid-rollout"), so the rollback that follows puts the previous version back. Other targets' rollouts run to
+    their end first.
     """
     start = time.monotonic()
     current = await target.current()
@@ -77,7 +87,14 @@ async def deploy_service(
     handle = await target.deploy(release)
     what = f"{service} [{target.provider}] {before[:12] if before else 'nothing'} → {release.sha[:12]}"
     log.info("%s: rollout started%s", what, f" ({handle.vendor_ref})" if handle.vendor_ref else "")
-    result, stopped = await until_stopped(_following(what, timeout, target.wait_ready(handle, timeout)), stop)
+    waiting = asyncio.ensure_future(target.wait_ready(handle, timeout))  # a task: cancelled below if never awaited
+    try:
+        result, stopped = await until_stopped(_following(what, timeout, waiting), stop if abandonable(target) else None)
+    finally:
+        if not waiting.done():
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
     if stopped or result is None:
         why = f"stopped mid-rollout: {stop.reason if stop is not None else 'stopped'}"
         await ledger.mark(entry.id, JournalState.INTENT, ServiceDetail(vendor_ref=handle.vendor_ref, note=why))
@@ -123,6 +140,11 @@ async def rollback_service(
         status=DeployStatus.READY if ok else DeployStatus.FAILED, message=message,
         url=after.url if after else None, duration_s=time.monotonic() - start,
     )
+
+
+def abandonable(target: ServiceTarget) -> bool:
+    """True when fail fast may stop waiting for `target`'s rollout (see SUPERSEDED_BY_ROLLBACK)."""
+    return bool(getattr(target, "abandonable_rollout", target.provider in SUPERSEDED_BY_ROLLBACK))
 
 
 def describe_error(exc: BaseException) -> str:

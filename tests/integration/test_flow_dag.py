@@ -77,7 +77,7 @@ async def test_failed_deploy_of_one_service_rolls_back_the_rest_of_its_layer(rep
     report = await deploy(tmp_path / "specs", "v2")
     assert report.outcome == DeployOutcome.ROLLED_BACK
     assert {c.service: c.status for c in report.services} == {"a": "READY", "b": "FAILED"}
-    assert all(r.outcome == "CANCELLED" for r in report.checks)  # a's check may have begun (checks as a DAG)
+    assert all(r.outcome in ("PASSED", "CANCELLED") for r in report.checks)  # a's check may have begun (a DAG)
     a = _WORLDS[world]["a"]
     assert a.deployments[str(a.active)].version == sha(repo, "v1")
 

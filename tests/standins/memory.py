@@ -47,6 +47,7 @@ class MemoryTarget:
     """Keeps deployments in a dict; a deployment becomes READY (or FAILED) `deploy_s` after it was created."""
 
     provider = "memory"
+    abandonable_rollout = True  # a deployment never stopped waiting for never becomes active (tasks/services.py)
 
     def __init__(self, service: str, settings: MemorySettings) -> None:
         self.service = service
