@@ -266,3 +266,16 @@ async def test_a_read_only_token_creates_nothing(harness: KubeHarnessBase) -> No
     finally:
         await t.aclose()
     assert harness.bad_secret not in str(err.value) and fake(harness).writes == []
+
+
+async def test_a_foreign_deployment_named_like_the_canary_is_never_touched(
+    harness: KubeHarnessBase, target: CanaryTarget
+) -> None:
+    fake(harness).create_deployment(CANARY, "someone/else:1", namespace=NAMESPACE, replicas=1)
+    with pytest.raises(PermanentError, match="not made by aevon-deploy"):
+        await target.set_canary(make_release("staging", harness.sha(1)), 10, 30)
+    with pytest.raises(PermanentError, match="not touching it"):
+        await target.abort_canary(None)
+    dep = fake(harness).deployment(CANARY, NAMESPACE)
+    assert dep["metadata"]["generation"] == 1 and fake(harness).patches == []
+    assert [w for w in fake(harness).writes if w[0] == "DELETE"] == []

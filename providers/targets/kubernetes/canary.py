@@ -126,6 +126,14 @@ async def _check_service(t: KubeTarget, api: DeploymentApi, pod_labels: dict[str
                              provider=t.provider, resource=where)
 
 
+def _ours(t: KubeTarget, dep: Json) -> None:
+    """Refuse to change or delete a `<name>-canary` Deployment that aevon-deploy did not make for `name`."""
+    if ((dep.get("metadata") or {}).get("annotations") or {}).get(CANARY_OF_ANNOTATION) != t.name:
+        raise PermanentError(f"deployment {canary_name(t.name)} exists but was not made by aevon-deploy (no "
+                             f"{CANARY_OF_ANNOTATION}={t.name} annotation): not touching it; rename or delete it",
+                             provider=t.provider, resource=f"deployment {t.namespace}/{canary_name(t.name)}")
+
+
 def _ready(pod: Json) -> bool:
     if (pod.get("metadata") or {}).get("deletionTimestamp"):
         return False
@@ -166,6 +174,7 @@ async def set_canary(t: KubeTarget, release: Release, weight: int, timeout: floa
     image = f"{t.settings.repository}:{release.sha}"
     created = await api.create(body)
     if created is None:  # it exists (an earlier step, a retry, a crashed run): this release, this size
+        _ours(t, await api.read())
         names = t._container_names(template)
         await api.patch({"metadata": {"annotations": body["metadata"]["annotations"]},
                          "spec": {"replicas": replicas, "template": {
@@ -205,7 +214,10 @@ async def remove(t: KubeTarget) -> bool:
     (bounded: ABORT_WAIT_S, then a warning). False when there was no canary: a no-op."""
     api = t._api.named(canary_name(t.name))
     dep = await api.read_or_none()
-    if dep is None or not await api.delete(PROPAGATION):
+    if dep is None:
+        return False
+    _ours(t, dep)
+    if not await api.delete(PROPAGATION):
         return False
     selector = selector_string(dep["spec"]["selector"])  # has track=canary: stable pods never match it
     deadline = time.monotonic() + ABORT_WAIT_S
