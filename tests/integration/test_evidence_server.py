@@ -165,3 +165,26 @@ async def test_evidence_artifact_links_open_through_the_server(tmp_path: Path, s
         assert raw_get(port, "/../" + state_dir.name + "/artifacts/" + image.rsplit("/artifacts/", 1)[-1])[0] == 404
     finally:
         assert evidence.stop(home)
+
+
+def test_serve_starts_it_for_the_worker_unless_the_operator_serves_evidence(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """flows.serve.start_evidence: the URL the worker's runs get (AEVON_EVIDENCE_URL); an operator's own is kept."""
+    from flows.serve import start_evidence, stop
+
+    state, home, port = tmp_path / "state", tmp_path / "home", free_port()
+    (state / "artifacts").mkdir(parents=True)
+    (state / "artifacts" / "a.txt").write_text("evidence")
+    monkeypatch.setenv("AEVON_STATE_DIR", str(state))
+    monkeypatch.delenv("AEVON_EVIDENCE_URL", raising=False)
+    assert start_evidence(None, home) is None and start_evidence(0, home) is None  # not served
+    assert not (home / "evidence.pid").exists()
+    try:
+        assert start_evidence(port, home) == evidence.evidence_url(port)
+        assert httpx.get(f"{evidence.evidence_url(port)}/a.txt").text == "evidence"
+        monkeypatch.setenv("AEVON_EVIDENCE_URL", "https://evidence.example.org/aevon")
+        assert start_evidence(free_port(), home) == "https://evidence.example.org/aevon"  # theirs, nothing started
+        assert int((home / "evidence.pid").read_text().split()[1]) == port
+    finally:
+        stop(free_port(), home)
+    assert not (home / "evidence.pid").exists()
