@@ -1,9 +1,11 @@
 """`make chaos`: the chaos scenarios (tests/chaos) against a Prefect server of their own; prints each one's figures.
 
 The environment-lock scenarios (SIGKILL of a holder then a re-run, `unlock` while the holder lives, the Prefect
-server restarted mid-hold) and the vendor-fault scenarios (tests/chaos/fault_scenarios.py: the real deploy flow
+server restarted mid-hold), the vendor-fault scenarios (tests/chaos/fault_scenarios.py: the real deploy flow
 against the Vercel, Render and GKE fakes with 30 % or 60 % of all vendor calls failing, lost answers and timeouts
-that act late among them). `--short` runs one round of the kill scenario (the CI form).
+that act late among them), SIGKILL of a deploy at every step boundary then a re-run (tests/chaos/kill_sweep.py)
+and the ledger database cut for seconds mid-deploy (tests/chaos/ledger_outage.py). `--short` runs one round of
+the kill scenario (the CI form).
 """
 
 from __future__ import annotations
@@ -47,10 +49,12 @@ async def run(only: list[str], rounds: int) -> int:
                 world = World(f"http://127.0.0.1:{port}/api", ledger, Path(tmp), restart)
                 bad = 0
                 print("=== chaos ===")
-                for key in only or [*SCENARIOS, *FAULT_RATES]:
+                for key in only or [*SCENARIOS, *FAULT_RATES, *OWN_WORLD]:
                     if key in FAULT_RATES:
                         out = await _faults(ledger, Path(tmp) / key, f"http://127.0.0.1:{port}/api",
                                             FAULT_RATES[key], rounds)
+                    elif key in OWN_WORLD:
+                        out = await OWN_WORLD[key](Path(tmp) / key, f"http://127.0.0.1:{port}/api", rounds)
                     else:
                         out = await SCENARIOS[key](world, rounds)
                     print(out.line(), flush=True)
@@ -88,9 +92,40 @@ async def _faults(ledger: str, tmp: Path, api: str, rate: float, rounds: int) ->
             return await injected_faults(world, rate, rounds)
 
 
+async def _kill_sweep(tmp: Path, api: str, rounds: int) -> Any:
+    """SIGKILL of a deploy at every step boundary then a re-run (tests/chaos/kill_sweep.py); `rounds` is ignored:
+    one kill per boundary (16 boundaries, 3 deploys each)."""
+    from tests.chaos.kill_sweep import Sweep, kill_sweep
+    from tests.sample_app import build_sample_repo, ensure_prisma_toolkit
+
+    await asyncio.to_thread(ensure_prisma_toolkit)
+    repo = await asyncio.to_thread(build_sample_repo, tmp / "repo")
+    return await kill_sweep(Sweep(repo, api, tmp))
+
+
+async def _ledger_outage(tmp: Path, api: str, rounds: int) -> Any:
+    """The ledger cut for 4 s during a service deploy and during validation, each then a clean deploy
+    (tests/chaos/ledger_outage.py), on a ledger database of its own."""
+    import pytest
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tests.chaos.ledger_outage import ledger_outages, outage_world
+    from tests.pg import temp_database
+
+    await asyncio.to_thread((tmp / "state").mkdir, parents=True)
+    with pytest.MonkeyPatch.context() as mp, temporary_settings({PREFECT_API_URL: api}):
+        mp.setenv("AEVON_STATE_DIR", str(tmp / "state"))
+        async with temp_database() as ledger, outage_world(tmp, ledger, mp) as world:
+            return await ledger_outages(world, rounds)
+
+
+OWN_WORLD = {"kill-sweep": _kill_sweep, "ledger-outage": _ledger_outage}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(prog="bench/chaos.py", description=__doc__)
-    ap.add_argument("scenarios", nargs="*", help="kill, unlock, prefect-restart, faults-30, faults-60 (default: all)")
+    ap.add_argument("scenarios", nargs="*", help="kill, unlock, prefect-restart, faults-30, faults-60, kill-sweep, "
+                    "ledger-outage (default: all)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--short", action="store_true", help="one round of the kill scenario")
     a = ap.parse_args()

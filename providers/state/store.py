@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from pydantic import SecretStr
 
+from providers.clients.retry import DATABASE_BUDGET
 from providers.errors import ConfigError, PermanentError, TransientError
 from providers.state.backups import BackupCatalog
 from providers.state.ledger import Ledger
@@ -23,6 +24,7 @@ T = TypeVar("T")
 POOL_SIZE = 4  # connections of one run: its ledger writes queue on them (20 runs x 10 exhausted max_connections)
 SLOT_WAIT_S = 60.0  # how long a run waits for a free connection slot on the ledger's server before it gives up
 NO_SLOT = (asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError)  # 53300, 57P03: wait and try again
+OUTAGE = (OSError, TimeoutError, asyncpg.ConnectionDoesNotExistError)  # unreachable: DATABASE_BUDGET's tries (issue 18)
 
 
 async def with_slot(make: Callable[[], Awaitable[T]], wait_s: float = SLOT_WAIT_S) -> T:
@@ -30,8 +32,9 @@ async def with_slot(make: Callable[[], Awaitable[T]], wait_s: float = SLOT_WAIT_
 
     Many runs at once (several workers, one ledger) can use every slot of the server's `max_connections` for a
     moment: a run then waits for one to free up instead of failing its deploy or its rollback. After `wait_s`
-    it raises TransientError naming the cause."""
-    deadline, delay = time.monotonic() + wait_s, 0.05
+    it raises TransientError naming the cause. A server unreachable (the ledger down for a few seconds) is tried
+    again DATABASE_BUDGET's way (4 tries, about 1, 2, 4 s apart), then its error is raised."""
+    deadline, delay, outage = time.monotonic() + wait_s, 0.05, 0
     while True:
         try:
             return await make()
@@ -40,6 +43,11 @@ async def with_slot(make: Callable[[], Awaitable[T]], wait_s: float = SLOT_WAIT_
                 raise _connect_error(exc) from None
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 2.0)
+        except OUTAGE:  # the server unreachable for a few seconds: ride it out within the database budget
+            if outage >= DATABASE_BUDGET.attempts - 1:
+                raise
+            await asyncio.sleep(DATABASE_BUDGET.wait(outage))
+            outage += 1
 
 
 def unparsable_url() -> ConfigError:
@@ -130,7 +138,7 @@ class StateStore:
             raise _connect_error(exc) from None
         try:
             yield conn
-        except OSError as exc:
+        except (OSError, asyncpg.ConnectionDoesNotExistError) as exc:  # lost mid-statement: transient too
             raise _connect_error(exc) from None
         finally:
             await pool.release(conn)
