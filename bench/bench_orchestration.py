@@ -18,6 +18,7 @@ import yaml
 
 DEPLOY_S, CHECK_S = 2.0, 1.0
 CRITICAL_PATH = DEPLOY_S + CHECK_S  # deploy, then the two checks in parallel
+GOALS = {50: 1.15, 200: 1.30}  # issue 17 item 2: our ratio at most this, and at most the bare flow's
 
 
 def make_repo(root: Path) -> Path:
@@ -132,6 +133,11 @@ def main() -> None:
                   f"critical path {CRITICAL_PATH:.1f}s | sequential script {n * (DEPLOY_S + 2 * CHECK_S):.0f}s "
                   f"({3 * n} tasks in the baseline)")
             print(f"overhead_ratio N={n}: {w / CRITICAL_PATH:.2f}  (baseline {b / CRITICAL_PATH:.2f})", flush=True)
+            if n in GOALS:  # issue 17: at or below the bare flow in the same run, and at most the goal
+                met = w <= b and w / CRITICAL_PATH <= GOALS[n]
+                print(f"overhead_goal N={n}: ours {w / CRITICAL_PATH:.2f} vs baseline {b / CRITICAL_PATH:.2f}, goal "
+                      f"<= baseline and <= {GOALS[n]:.2f}: {'met' if met else 'NOT met'}; peak RSS {rss:.0f} MB "
+                      f"(goal < 300 MB)", flush=True)
 
 
 if __name__ == "__main__":
