@@ -6,12 +6,16 @@ import asyncio
 import getpass
 import time
 from dataclasses import dataclass
+from uuid import UUID
 
+import httpx
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
-from prefect.exceptions import FlowPauseTimeout
+from prefect.exceptions import FlowPauseTimeout, PrefectHTTPStatusError
 from prefect.flow_runs import apause_flow_run
 from prefect.input import RunInput
+from prefect.input.actions import aread_flow_run_input
+from prefect.input.run_input import keyset_from_base_key
 from prefect.logging import get_run_logger
 from prefect.states import Running
 from pydantic import Field
@@ -48,6 +52,7 @@ class SignedAnswer:
 
 
 SERVER_GRACE_S = 600  # the server's own pause timeout, past ours: it ends the run only if this process died
+OUTAGE_POLL_S = 2.0  # how often a run whose pause lost the API asks again (the pause's own poll interval)
 
 
 async def _running_again() -> None:
@@ -57,6 +62,33 @@ async def _running_again() -> None:
         return
     async with get_client() as client:
         await client.set_flow_run_state(ctx.flow_run.id, Running(), force=True)
+
+
+def api_down(exc: BaseException) -> bool:
+    """True when `exc` says the Prefect API is unreachable or restarting (a transport error, a 5xx answer)."""
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code >= 500
+
+
+async def _after_outage(run_id: str, key: str) -> ApprovalInput | None:
+    """After the API failed us mid-pause (a server restart longer than the client's own retries): wait until it
+    answers, then the answer given meanwhile to pause `key` (the run was resumed), or None when that pause is not
+    in place (its proposal never reached the server); while the run is still paused at `key`, keep waiting."""
+    keyset = keyset_from_base_key(f"paused-{key}")
+    while True:
+        try:
+            async with get_client() as client:
+                state = (await client.read_flow_run(UUID(run_id))).state
+                if state is not None and state.is_running():
+                    value = await aread_flow_run_input(keyset["response"], flow_run_id=UUID(run_id))
+                    return None if value is None else ApprovalInput(**value)
+                if state is None or not state.is_paused() or state.state_details.pause_key != key:
+                    return None
+        except Exception as exc:
+            if not api_down(exc):
+                raise
+        await asyncio.sleep(OUTAGE_POLL_S)
 
 
 class ApprovalRejected(AevonError):
@@ -147,12 +179,23 @@ async def wait_for_approval(rt: Runtime, description: str, release: Release | No
         if remaining <= 0:
             raise ApprovalRejected(f"no approval within {rt.spec.approval.timeout_s:.0f}s; nothing was changed")
         attempt += 1
+        key = f"approval-{attempt}"
         try:
             # Our own deadline, not the server's: a pause the server times out fails the run and loses its report.
-            answer = await asyncio.wait_for(apause_flow_run(
-                wait_for_input=ApprovalInput.with_initial_data(description=description, approve=False),
-                timeout=remaining + SERVER_GRACE_S, poll_interval=2, key=f"approval-{attempt}",
-            ), timeout=remaining)
+            try:
+                answer = await asyncio.wait_for(apause_flow_run(
+                    wait_for_input=ApprovalInput.with_initial_data(description=description, approve=False),
+                    timeout=remaining + SERVER_GRACE_S, poll_interval=2, key=key,
+                ), timeout=remaining)
+            except Exception as exc:
+                if not api_down(exc) or not run_id:
+                    raise
+                logger.warning("the Prefect API did not answer while waiting for approval (%s); still waiting",
+                               type(exc).__name__)
+                found = await asyncio.wait_for(_after_outage(run_id, key), timeout=max(1, deadline - time.monotonic()))
+                if found is None:  # the pause never reached the server: pause again
+                    continue
+                answer = found
         except (TimeoutError, FlowPauseTimeout) as exc:
             await _running_again()
             raise ApprovalRejected(f"no approval within {rt.spec.approval.timeout_s:.0f}s; nothing was changed") \

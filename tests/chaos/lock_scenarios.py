@@ -235,8 +235,15 @@ async def prefect_restart_mid_hold(w: World, rounds: int) -> Outcome:
     return out
 
 
+async def _approval_restarts(w: World, rounds: int) -> Outcome:
+    from tests.chaos.approval_scenarios import approval_restarts  # (it builds on World and Outcome above)
+
+    return await approval_restarts(w, rounds)
+
+
 SCENARIOS: dict[str, Callable[[World, int], Awaitable[Outcome]]] = {
     "kill": kill_while_holding,
     "unlock": unlock_live_holder,
     "prefect-restart": prefect_restart_mid_hold,
+    "approval-restart": _approval_restarts,
 }
