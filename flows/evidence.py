@@ -116,9 +116,10 @@ def start(state_dir: Path, port: int, home: Path, timeout: float = 20) -> int:
     pidfile = home / PIDFILE
     if pidfile.exists():
         pid, _, old_port = pidfile.read_text().partition(" ")
-        if old_port.strip() == str(port) and _alive(int(pid)) and _answers(port):
+        if old_port.strip() == str(port) and _is_evidence_server(int(pid)) and _answers(port):
             return int(pid)
-        stop_pid(int(pid), grace=5)
+        if _is_evidence_server(int(pid)):
+            stop_pid(int(pid), grace=5)
         pidfile.unlink()
     if _answers(port):
         raise RuntimeError(f"evidence server: port {port} on {HOST} is taken by another program; choose another "
@@ -143,17 +144,20 @@ def stop(home: Path) -> bool:
     pidfile = home / PIDFILE
     if not pidfile.exists():
         return False
-    stop_pid(int(pidfile.read_text().split()[0]), grace=5)
+    pid = int(pidfile.read_text().split()[0])
     pidfile.unlink()
-    return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
+    if not _is_evidence_server(pid):
         return False
+    stop_pid(pid, grace=5)
     return True
+
+
+def _is_evidence_server(pid: int) -> bool:
+    """`pid` runs an evidence server (a pid file outliving its process may name someone else's by now)."""
+    try:
+        return b"flows.evidence" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def main() -> None:
