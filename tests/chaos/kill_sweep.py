@@ -128,12 +128,14 @@ def _outcome(code: int) -> str:
 async def sweep_boundary(sweep: Sweep, key: str, out: FaultOutcome) -> None:
     """Baseline v1, the killed deploy, the re-run, then the count."""
     kill_at, ref = BOUNDARIES[key]
+    before = (out.duplicates, out.half_done, out.leftovers)
     async with boundary_env(sweep, key) as b:
         code, _ = await cli_deploy(b, sweep.api, BASE)
         if code != 0:
             raise AssertionError(f"{key}: the baseline deploy of {BASE} ended {_outcome(code)}")
         shadows_before = set(await _shadow_databases(b.db_url))
-        code, killed_pid = await cli_deploy(b, sweep.api, ref, kill_at)
+        killed, killed_pid = await cli_deploy(b, sweep.api, ref, kill_at)
+        code = killed
         out.runs += 1
         out.outcomes[f"killed at {key}" if code == KILLED else f"NOT killed ({_outcome(code)}) at {key}"] += 1
         if code != KILLED:
@@ -149,6 +151,9 @@ async def sweep_boundary(sweep: Sweep, key: str, out: FaultOutcome) -> None:
             out.notes.append(f"{key}: the re-run ended {outcome}, expected {expected}")
         serving_ref = ref if outcome == DeployOutcome.SUCCEEDED.value else BASE
         await _judge(sweep, b, killed_pid, serving_ref, shadows_before, out)
+    d, h, left = (now - was for now, was in zip((out.duplicates, out.half_done, out.leftovers), before, strict=True))
+    out.notes.append(f"{key:28} killed {'yes' if killed == KILLED else 'NO'}, re-run {outcome}: duplicates {d}  "
+                     f"half-done {h}  leftovers {left}")  # one line per boundary under the scenario's figures
 
 
 async def _judge(sweep: Sweep, b: Boundary, killed_pid: int, serving_ref: str, shadows_before: set[str],
