@@ -23,7 +23,7 @@ from flows.locking import environment_lock
 from flows.notify import emit_outcome
 from flows.observe import forward_domain_logs, started_by, tag_this_run
 from flows.pipeline import Pipeline
-from flows.publish import log_verdicts, publish_run
+from flows.publish import UNHEALTHY, log_verdicts, publish_run, unhealthy
 from flows.records import github_finished, github_started
 from flows.report import ApprovalRecord, DeployOutcome, DeployReport, RollbackReport
 from flows.rollback import rollback_subflow, undo_release
@@ -433,8 +433,11 @@ async def _rollback(rt: Runtime, report: DeployReport, release: Release, reason:
         if not rb.ok:
             left = [f"{s.service} serves {s.after or 'nothing'} ({s.message})" for s in rb.services
                     if s.status != DeployStatus.READY]
-            rb.notes.append(("left as it is: " + "; ".join(left) + ". " if left else "")
-                            + f"Finish with `{finish}` once the vendor answers")
+            if left or not (sick := unhealthy(rb)):  # re-running it cannot heal what serves
+                rb.notes.append(("left as it is: " + "; ".join(left) + ". " if left else "")
+                                + f"Finish with `{finish}` once the vendor answers")
+            else:  # the state message and history say it
+                report.error = f"{reason}; after the rollback the {UNHEALTHY}{sick}"
         report.rollback = rb
         st.outcome = "ok" if rb.ok else "failed"
     report.outcome = DeployOutcome.ROLLED_BACK if rb.ok else DeployOutcome.ROLLBACK_FAILED

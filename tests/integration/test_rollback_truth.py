@@ -144,9 +144,13 @@ async def test_rollback_leaving_the_serving_release_unhealthy_fails(tmp_path: Pa
     assert bad.outcome == DeployOutcome.ROLLBACK_FAILED and not bad.rollback.ok and bad.exit_code == 5
     note = " ".join(bad.rollback.notes)
     assert "serving release is unhealthy: api-health FAILED: " in note and "deploy a fix" in note
+    assert "Finish with" not in note  # running the rollback again would not heal it
+    assert bad.error and bad.error.startswith("validation failed: ")
+    assert "; after the rollback the serving release is unhealthy: api-health FAILED" in bad.error
     async with get_client() as client:
         run = await client.read_flow_run(UUID(bad.flow_run_id))
-        assert run.state_name == "RollbackFailed"
+        assert run.state_name == "RollbackFailed" and run.state is not None  # the UI's state message says why
+        assert "serving release is unhealthy: api-health FAILED" in str(run.state.message)
         [child] = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])))
         arts = await client.read_artifacts(artifact_filter=ArtifactFilter(
