@@ -1,9 +1,10 @@
 """Chaos around the production approval wait: the Prefect server restarted before, during and after the pause.
 
-Each round runs three real production deploys (tests/chaos/approval_child.py: the deploy flow in a process of its
+Each round runs six real production deploys (tests/chaos/approval_child.py: the deploy flow in a process of its
 own, as a worker runs it; a memory target and a signed approval gate) and restarts the Prefect server (a) just
 before the run pauses (while a 4 s gate runs), (b) while it is paused, answering the approval only after the
-restart, (c) right after the approval resumed it (while its service deploys). Each must end clearly (SUCCEEDED, or
+restart, (c) right after the approval resumed it (while its service deploys); each once as it is and once with
+the outage outlasting the Prefect client's own retries in the run's process. Each must end clearly (SUCCEEDED, or
 REFUSED / ROLLED_BACK with a reason) with its ledger row settled, the environment lock released, its flow run in
 a final state and nothing done twice. Figures as in lock_scenarios: runs, outcomes, duplicates (a second flow run
 attempt, release row or vendor deployment), half-done states (a row left `running`, a flow run left Paused or
@@ -35,9 +36,9 @@ from tests.chaos.lock_scenarios import HANG, ROOT, Outcome, World
 from tests.integration.envs import memory_spec, write_spec
 from tests.integration.flow_env import release_repo
 
-MOMENTS = ("before", "during", "during-long", "after")
-# during-long: the outage outlasts the Prefect client's own retries (about a minute by default; none here, so a
-# few seconds down stand for a long outage)
+MOMENTS = ("before", "before-long", "during", "during-long", "after", "after-long")
+# *-long: the outage outlasts the Prefect client's own retries (about a minute by default; none in that run's
+# process, so a few seconds down stand for a long outage)
 GATE_S = 4.0  # the gate the run passes just before its pause: the server goes down while it runs
 DEPLOY_S = 3.0  # the service deploy right after the approval: the server goes down while it runs
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
@@ -101,20 +102,20 @@ async def _one(w: World, moment: str, env: str, repo: Path, key: tuple[Path, str
     name = f"deploy-{env}-v1"
     child_env = {**os.environ, "PREFECT_API_URL": w.api, "AEVON_STATE_DB_URL": w.ledger_url,
                  "AEVON_STATE_DIR": str(specs / "state"), "AEVON_PLUGINS": "tests.standins", "PYTHONPATH": str(ROOT)}
-    if moment == "during-long":
+    if moment.endswith("-long"):
         child_env["PREFECT_CLIENT_MAX_RETRIES"] = "0"
     child = subprocess.Popen([sys.executable, "-m", "tests.chaos.approval_child", env, "v1", str(specs)], cwd=ROOT,
                              env=child_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert w.restart_prefect is not None
     try:
-        if moment == "before":
+        if moment.startswith("before"):
             await asyncio.wait_for(_until(name, "RUNNING"), HANG)  # its gate runs: the pause is seconds away
             await w.restart_prefect()
         run = await asyncio.wait_for(_until(name, "PAUSED"), HANG)
         if moment.startswith("during"):
             await w.restart_prefect()
         await _answer(run.id, key[0])
-        if moment == "after":
+        if moment.startswith("after"):
             await w.restart_prefect()
         stdout, _ = await asyncio.wait_for(asyncio.to_thread(child.communicate), HANG)
     except TimeoutError:
