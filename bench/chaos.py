@@ -1,11 +1,11 @@
 """`make chaos`: the chaos scenarios (tests/chaos) against a Prefect server of their own; prints each one's figures.
 
 The environment-lock scenarios (SIGKILL of a holder then a re-run, `unlock` while the holder lives, the Prefect
-server restarted mid-hold), the vendor-fault scenarios (tests/chaos/fault_scenarios.py: the real deploy flow
-against the Vercel, Render and GKE fakes with 30 % or 60 % of all vendor calls failing, lost answers and timeouts
-that act late among them), SIGKILL of a deploy at every step boundary then a re-run (tests/chaos/kill_sweep.py)
-and the ledger database cut for seconds mid-deploy (tests/chaos/ledger_outage.py). `--short` runs one round of
-the kill scenario (the CI form).
+server restarted mid-hold, and around a production approval wait), the vendor-fault scenarios
+(tests/chaos/fault_scenarios.py: the real deploy flow against the Vercel, Render and GKE fakes with 30 % or 60 % of
+all vendor calls failing, lost answers and timeouts that act late among them), SIGKILL of a deploy at every step
+boundary then a re-run (tests/chaos/kill_sweep.py) and the ledger database cut for seconds mid-deploy
+(tests/chaos/ledger_outage.py). `--short` runs one round of the kill scenario (the CI form).
 """
 
 from __future__ import annotations
@@ -124,8 +124,8 @@ OWN_WORLD = {"kill-sweep": _kill_sweep, "ledger-outage": _ledger_outage}
 
 def main() -> int:
     ap = argparse.ArgumentParser(prog="bench/chaos.py", description=__doc__)
-    ap.add_argument("scenarios", nargs="*", help="kill, unlock, prefect-restart, faults-30, faults-60, kill-sweep, "
-                    "ledger-outage (default: all)")
+    ap.add_argument("scenarios", nargs="*", help="kill, unlock, prefect-restart, approval-restart, faults-30, "
+                    "faults-60, kill-sweep, ledger-outage (default: all)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--short", action="store_true", help="one round of the kill scenario")
     a = ap.parse_args()
