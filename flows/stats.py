@@ -9,10 +9,11 @@ from typing import Any
 from prefect import flow
 from pydantic import BaseModel, Field
 
-from providers.state.ledger import ReleaseRow
+from providers.state.ledger import MANUAL_ROLLBACK, MANUAL_ROLLBACK_FAILED, ReleaseRow
 
 CHANGED = {"succeeded", "rolled_back", "rollback_failed", "failed", "compensated"}  # runs that changed the env
 FAILED = CHANGED - {"succeeded"}
+MANUAL = (MANUAL_ROLLBACK, MANUAL_ROLLBACK_FAILED)  # `aevon-deploy rollback` rows: not deploys of their own
 
 
 class DoraStats(BaseModel):
@@ -72,10 +73,23 @@ def _changes_began(row: ReleaseRow) -> datetime:
     return row.started_at
 
 
-def _restored_at(row: ReleaseRow, later_good: list[ReleaseRow]) -> datetime | None:
-    """A rolled-back run is restored when it ends; any other failure when the next good release ends."""
+def _undone_by_hand(rows: list[ReleaseRow]) -> dict[str, ReleaseRow]:
+    """Release id -> the completed `aevon-deploy rollback` that undid it (the earliest, when there are several)."""
+    out: dict[str, ReleaseRow] = {}
+    for r in sorted(rows, key=lambda r: r.started_at):
+        of = r.report.get("rolls_back") if r.status == MANUAL_ROLLBACK else None
+        if isinstance(of, str) and of not in out:
+            out[of] = r
+    return out
+
+
+def _restored_at(row: ReleaseRow, later_good: list[ReleaseRow], by_hand: dict[str, ReleaseRow]) -> datetime | None:
+    """A rolled-back run is restored when it ends; a good one undone by hand when that rollback ended; any other
+    failure when the next good release ends."""
     if row.status in ("rolled_back", "compensated") and row.finished_at is not None:
         return row.finished_at
+    if row.release_id in by_hand:
+        return by_hand[row.release_id].finished_at
     after = [g.finished_at for g in later_good if g.finished_at and g.finished_at > (row.finished_at or row.started_at)]
     return min(after) if after else None
 
@@ -84,9 +98,11 @@ def compute(env: str, rows: list[ReleaseRow], commit_times: dict[str, datetime],
             now: datetime) -> DoraStats:
     """The four figures over the runs started in the last `days` (rows in any order). Pure: tested alone."""
     since = now - timedelta(days=days)
-    window = [r for r in rows if r.started_at >= since and r.status != "running"]
-    good = sorted((r for r in window if r.status == "succeeded"), key=lambda r: r.started_at)
-    failed = [r for r in window if r.status in FAILED]
+    window = [r for r in rows if r.started_at >= since and r.status not in ("running", *MANUAL)]
+    by_hand = _undone_by_hand(rows)  # a good release someone rolled back by hand was a failed change
+    good = sorted((r for r in window if r.status == "succeeded" and r.release_id not in by_hand),
+                  key=lambda r: r.started_at)
+    failed = [r for r in window if r.status in FAILED or (r.status == "succeeded" and r.release_id in by_hand)]
     out = DoraStats(env=env, days=days, runs=len(window), deployments=len(good), failures=len(failed),
                     refused=sum(r.status == "refused" for r in window))
     out.per_day = len(good) / days if days else 0.0
@@ -100,7 +116,7 @@ def compute(env: str, rows: list[ReleaseRow], commit_times: dict[str, datetime],
         out.change_failure_rate = len(failed) / (len(good) + len(failed))
     restores: list[float] = []
     for r in failed:
-        back = _restored_at(r, good)
+        back = _restored_at(r, good, by_hand)
         if back is None:
             out.not_restored += 1
         else:

@@ -73,8 +73,10 @@ def test_manual_rollback_is_recorded_and_status_and_history_count_it(tmp_path: P
     code, out = cli(capsys, *pre, "history", "dev")
     assert "manual_rollback" in out and f"why: rollback of {v2_id}" in out
 
-    code, out = cli(capsys, *pre, "stats", "dev", "--json")  # a manual rollback is not a deploy
-    assert code == 0 and json.loads(out)["deployments"] == 2
+    code, out = cli(capsys, *pre, "stats", "dev", "--json")  # the rollback is no deploy; v2 was a failed change
+    stats = json.loads(out)
+    assert code == 0 and (stats["runs"], stats["deployments"], stats["failures"]) == (2, 1, 1), stats
+    assert stats["change_failure_rate"] == 0.5 and stats["time_to_restore_s"] is not None and not stats["not_restored"]
 
 
 def test_rollback_of_an_unknown_run_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

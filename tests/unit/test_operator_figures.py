@@ -54,6 +54,21 @@ def test_no_runs_and_unrestored_failures() -> None:
     assert [duration(x) for x in (None, 42, 185, 7800, 97200)] == ["—", "42s", "3m 05s", "2h 10m", "1d 3h"]
 
 
+def test_a_good_release_rolled_back_by_hand_is_a_failed_change_restored_when_the_rollback_ended() -> None:
+    rows = [
+        row("r1", "succeeded", A, 0, 10),
+        row("r2", "succeeded", B, 60, 10,
+            steps=[{"name": "deploy services: api", "started_at": (T0 + timedelta(minutes=62)).isoformat()}]),
+        row("r2-rollback-1", "manual_rollback", B, 100, 5, rolls_back="r2"),  # ends at 105
+        row("r3", "succeeded", C, 120, 10),
+        row("r3-rollback-1", "manual_rollback_failed", C, 140, 5, rolls_back="r3"),  # did not restore anything
+    ]
+    s = compute("dev", rows, {}, 30, T0 + timedelta(days=1))
+    assert (s.runs, s.deployments, s.failures) == (3, 2, 1)  # rollbacks are not runs; r2 counts as failed
+    assert s.change_failure_rate == 1 / 3
+    assert s.time_to_restore_s == (105 - 62) * 60 and s.not_restored == 0  # from r2's first change to the rollback
+
+
 def test_the_ledger_expects_what_the_last_finished_run_left() -> None:
     rows = [  # newest first
         row("r3", "rolled_back", C, 30, 5, services=[svc("api", B, C)],
