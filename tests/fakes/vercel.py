@@ -62,6 +62,10 @@ class VercelFake(TimedFake):
 
     STEPS = ("QUEUED", "INITIALIZING", "BUILDING")
 
+    # Vercel's how-to says both that a production deployment "triggers rolling release automatically" and to "Start
+    # the rolling release" after it: False models the second reading (the deployment waits STAGED for `start`).
+    rollout_starts_itself = True
+
     def __init__(self, token: str, step_s: float = 0.2, team_id: str | None = None) -> None:
         self.team_id = team_id
         self.projects: dict[str, dict[str, Any]] = {}
@@ -81,6 +85,7 @@ class VercelFake(TimedFake):
         self.route("GET", r"/v1/projects/(?P<id>[^/]+)/rolling-release", self.rr_get)
         self.route("POST", r"/v1/projects/(?P<id>[^/]+)/rolling-release/approve-stage", self.rr_approve)
         self.route("POST", r"/v1/projects/(?P<id>[^/]+)/rolling-release/complete", self.rr_complete)
+        self.route("POST", r"/v1/projects/(?P<id>[^/]+)/rolling-release/start", self.rr_start)
 
     def error_body(self, status: int, message: str) -> Any:
         return {"error": {"code": CODES.get(status, str(status)), "message": message}}
@@ -133,6 +138,8 @@ class VercelFake(TimedFake):
                 if dep["target"] == "production":
                     if project["lastRollbackTarget"] is not None or not project["autoAssignCustomDomains"]:
                         dep["readySubstate"] = "STAGED"
+                    elif project["rollingRelease"] and not self.rollout_starts_itself:
+                        dep["readySubstate"] = "STAGED"  # waits for `POST .../rolling-release/start`
                     elif project["rollingRelease"]:
                         dep["readySubstate"] = "ROLLING"
                         self._start_rollout(project, dep, now)
@@ -365,6 +372,34 @@ class VercelFake(TimedFake):
         if rollout is None:
             return err or self._err(400, "No active rolling release")
         return self._complete(project, rollout)
+
+    def rr_start(self, req: Request) -> Response:
+        """`POST .../rolling-release/start` {canaryDeploymentId} (/docs/rest-api/rolling-release/start-a-rolling-
+        release-for-the-project): "Start a rolling release for a deployment. If a rolling release is already active for
+        the same canary deployment, returns the current state without side effects." The reference lists no error
+        cases; the fake refuses what cannot be a canary (no config, not a READY production deployment of the project,
+        the deployment already serving, another release active) instead of guessing a success."""
+        project, err = self._rr_project(req)
+        if project is None:
+            return err or self._err(404, "Project not found")
+        dep_id = (req.json() or {}).get("canaryDeploymentId")
+        if not isinstance(dep_id, str) or not dep_id:
+            return self._err(400, "Invalid request: missing required property `canaryDeploymentId`.")
+        rollout = project.get("rollout") or {}
+        if rollout.get("state") == "ACTIVE" and rollout["canaryDeployment"]["id"] == dep_id:
+            return Response(200, {"rollingRelease": rollout})  # documented: the current state, no side effect
+        if not project["rollingRelease"]:
+            return self._err(400, "Rolling releases are not enabled for this project")
+        dep = self.deployments.get(dep_id)
+        if dep is None or dep["projectId"] != project["id"]:
+            return self._err(404, "Deployment not found")
+        if dep["target"] != "production" or dep["readyState"] != "READY" or dep["aliased"]:
+            return self._err(400, "The canary must be a READY production deployment that does not serve yet")
+        if rollout.get("state") == "ACTIVE":
+            return self._err(409, "Another rolling release is active for this project")
+        dep["readySubstate"] = "ROLLING"
+        self._start_rollout(project, dep, time.time())
+        return Response(200, {"rollingRelease": project["rollout"]})
 
     def _complete(self, project: dict[str, Any], rollout: dict[str, Any]) -> Response:
         self._to_production(project, self.deployments[rollout["canaryDeployment"]["id"]])

@@ -134,3 +134,18 @@ async def test_preview_targets_cannot_canary(tmp_path: Path) -> None:
                        settings={"api_url": "http://127.0.0.1:9", "project": "p", "repo": "a/b"})
     ctx = TargetContext(env="dev", spec=spec, secrets={"token": SecretStr("t")}, state_dir=tmp_path, preview=True)
     assert not supports_canary(make_target(ctx))
+
+
+async def test_a_rolling_release_that_waits_for_start_is_started_once(vercel: tuple[VercelFake, VercelTarget]) -> None:
+    fake, target = vercel
+    assert (await target.wait_ready(await target.deploy(make_release("prod", "a" * 40)), 30)).status is \
+        DeployStatus.READY
+    fake.rollout_starts_itself = False  # the how-to's "3. Start the rolling release" reading
+    release = make_release("prod", "b" * 40)
+    res = await target.set_canary(release, 10, 30)
+    assert res.status is DeployStatus.READY, res.message
+    assert project(fake)["rollout"]["state"] == "ACTIVE" and fake.canary_share("web-app") == 0.10
+    canary = project(fake)["rollout"]["canaryDeployment"]["id"]
+    again = await target.set_canary(release, 10, 30)  # a re-run: the same canary, start answers without a change
+    assert again.status is DeployStatus.READY and project(fake)["rollout"]["canaryDeployment"]["id"] == canary
+    assert fake.count("web-app") == 2  # one canary deployment, whatever was asked twice

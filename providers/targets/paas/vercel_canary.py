@@ -7,6 +7,8 @@ reference /docs/rest-api/rolling-release/* (vercel/sdk docs/sdks/rollingrelease/
   the configuration production deployments roll out with from now on (the last stage is 100);
 - `GET /v1/projects/{idOrName}/rolling-release`: {rollingRelease: {state ACTIVE | COMPLETE | ABORTED,
   canaryDeployment, activeStage {index, targetPercentage}, stages ...}};
+- `POST .../rolling-release/start` {canaryDeploymentId} (/docs/rest-api/rolling-release/start-a-rolling-release-for-
+  the-project): starts the rolling release of a deployment, idempotent for the same canary (`start` below);
 - `POST .../rolling-release/approve-stage` {nextStageIndex, canaryDeploymentId}: the next stage;
 - `POST .../rolling-release/complete` {canaryDeploymentId}: the canary serves 100 %;
 - `DELETE .../rolling-release/config` (/docs/rest-api/rolling-release/delete-rolling-release-configuration):
@@ -57,6 +59,20 @@ async def disable(t: VercelTarget) -> None:
                          resource=f"project {t.cfg.project} rolling release config", **t._kw())
 
 
+async def start(t: VercelTarget, dep_id: str) -> dict[str, Any] | None:
+    """Start the rolling release of `dep_id` (`POST .../rolling-release/start` {canaryDeploymentId}; documented as
+    idempotent: "If a rolling release is already active for the same canary deployment, returns the current state
+    without side effects"). Vercel's how-to (/docs/rolling-releases/rolling-release-deployment) both says a
+    production deployment "triggers rolling release automatically" and lists "Start the rolling release" after it,
+    so a canary deployment that is READY without being the canary of the project's rolling release is started."""
+    pid = await t.project_id()
+    body = await t.http.json("POST", t.url(f"/v1/projects/{pid}/rolling-release/start"),
+                             json={"canaryDeploymentId": dep_id},
+                             resource=f"project {t.cfg.project} rolling release", **t._kw())
+    doc = body.get("rollingRelease") if isinstance(body, dict) else None
+    return doc if isinstance(doc, dict) else None
+
+
 async def _rollout_of(t: VercelTarget, dep_id: str, timeout: float) -> dict[str, Any]:
     """Wait until `dep_id` is READY and the canary of an ACTIVE rolling release; DeployFailed otherwise."""
     deadline = time.monotonic() + timeout
@@ -68,6 +84,8 @@ async def _rollout_of(t: VercelTarget, dep_id: str, timeout: float) -> dict[str,
                                provider=t.provider, resource=t.service)
         if state == "READY":
             doc = await rollout(t)
+            if doc is None or (doc.get("canaryDeployment") or {}).get("id") != dep_id:
+                doc = await start(t, dep_id)
             if doc is not None and (doc.get("canaryDeployment") or {}).get("id") == dep_id:
                 if doc.get("state") == "ACTIVE":
                     return doc
