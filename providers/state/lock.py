@@ -13,7 +13,7 @@ from pydantic import BaseModel, SecretStr
 
 from providers.errors import PermanentError, TransientError
 from providers.state.schema import ENV_LOCKS_TABLE
-from providers.state.store import NO_SLOT, create_pool, with_slot
+from providers.state.store import NO_SLOT, OUTAGE, create_pool, with_slot
 
 SCHEMA = ENV_LOCKS_TABLE  # step 4 of the versioned schema, also created here (idempotent) before a lock
 
@@ -99,7 +99,7 @@ class LockTable:
         """A small pool on the ledger database (which must exist); with `setup`, creates the lease table if missing."""
         try:
             pool = await with_slot(lambda: create_pool(url.get_secret_value(), min_size=1, max_size=size))
-        except (OSError, *NO_SLOT) as exc:
+        except (*OUTAGE, *NO_SLOT) as exc:
             raise TransientError(f"cannot reach the ledger database ({type(exc).__name__})",
                                  provider="ledger") from None
         except asyncpg.PostgresError as exc:

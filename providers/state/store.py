@@ -121,7 +121,7 @@ class StateStore:
                 finally:
                     await conn.close()
                 return await with_slot(lambda: create_pool(raw, min_size=1, max_size=self._max_size))
-        except (OSError, TimeoutError, *NO_SLOT) as exc:
+        except (*OUTAGE, *NO_SLOT) as exc:
             raise _connect_error(exc) from None
         except asyncpg.PostgresError as exc:
             raise PermanentError(f"ledger database refused: {type(exc).__name__}", provider="ledger") from None
@@ -134,7 +134,7 @@ class StateStore:
         assert pool is not None
         try:
             conn = await with_slot(lambda: pool.acquire())
-        except OSError as exc:
+        except (*OUTAGE, *NO_SLOT) as exc:  # still unreachable after the budget: named, not "unexpected"
             raise _connect_error(exc) from None
         try:
             yield conn
