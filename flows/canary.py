@@ -84,21 +84,22 @@ async def _step(
             await _abort(target, entry, ledger, stable, f"the canary did not start: {result.message}", time.monotonic())
             st.outcome, st.detail = "failed", f"canary did not start: {result.message}"[:300]
             return st.detail
+        served = f" [{result.message[:200]}]" if result.message else ""  # the target's own words: the real share
         if step.pause_s:
             await asyncio.sleep(step.pause_s)
         checks = canary_checks(rt, name) if step.analysis else []
         if not checks:
-            st.detail = f"{step.weight}% for {step.pause_s:g}s, no analysis"
+            st.detail = f"{step.weight}% for {step.pause_s:g}s, no analysis{served}"
             return None
         results, abort_s = await _analyse(rt, target, entry, release, stable, handle, step, checks)
         bad = [r for (s, _), r in zip(checks, results, strict=True) if is_blocking(r, s)]
         if not bad:
-            st.detail = f"{step.weight}%: " + ", ".join(f"{r.name} {r.outcome}" for r in results)
+            st.detail = f"{step.weight}%: " + ", ".join(f"{r.name} {r.outcome}" for r in results) + served
             return None
         why = "; ".join(f"{r.name}: {r.summary}" for r in bad)[:400]
         st.outcome = "failed"
         st.detail = (f"analysis failed at {step.weight}%: {why}; traffic back on {stable.version[:12]} "
-                     f"{abort_s:.2f}s after the first failing result")[:600]
+                     f"{abort_s:.2f}s after the first failing result{served}")[:800]
         get_run_logger().warning("canary %s: %s", name, st.detail)
         return f"canary aborted at {step.weight}%: {why} (traffic back on stable in {abort_s:.2f}s)"
 

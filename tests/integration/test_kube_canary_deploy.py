@@ -105,6 +105,7 @@ async def test_a_broken_release_is_aborted_at_10_percent_and_stable_keeps_servin
     assert [s.name for s in bad.steps if s.name.startswith("canary")] == ["canary api: 10%"]  # never reached 50%
     step = next(s for s in bad.steps if s.name == "canary api: 10%")
     assert step.outcome == "failed" and "GET /health answered 503" in step.detail, step.detail
+    assert "1 pod(s) beside 4 stable for 10%: the Service gives it 20% of connections" in step.detail  # real share
     assert "canary aborted at 10%" in bad.services[0].message
     assert bad.checks == []  # caught by the canary analysis: the usual validation never ran
     assert bad.rollback is not None and bad.rollback.ok, bad.rollback
