@@ -9,6 +9,17 @@ from flows import cli_output as show
 from flows.cli_app import EXIT_REFUSED, EXIT_USAGE, CliError, Json, app, checked_env, ctx, db_app, settings
 
 
+def _listing(rows: Any, json: bool, empty: str, render: Any) -> int:
+    """A read command's rows: as JSON, as a table, or the empty state said in words."""
+    if json:
+        show.print_json(rows)
+    elif not rows:
+        print(empty)
+    else:
+        render(show.console(), rows)
+    return 0
+
+
 @app.command
 async def plan(env: str, /, *, ref: str | None = None, json: Json = False) -> int:
     """Print the DAG a deploy would run (gates' outcome now, versions, migrations); changes nothing.
@@ -60,13 +71,7 @@ async def history(env: str, /, *, limit: int = 20, json: Json = False) -> int:
         how many runs, newest first
     """
     rows = await _history(checked_env(env), limit)
-    if json:
-        show.print_json(rows)
-    elif not rows:
-        print(f"no releases of {env} yet")
-    else:
-        show.print_history(show.console(), rows)
-    return 0
+    return _listing(rows, json, f"no releases of {env} yet", show.print_history)
 
 
 
@@ -142,13 +147,7 @@ async def backups(env: str, /, *, limit: int = 20, json: Json = False) -> int:
     from flows.db import list_backups
 
     records = await list_backups(settings(), checked_env(env), limit)
-    if json:
-        show.print_json(records)
-    elif not records:
-        print(f"no backups of {env} yet")
-    else:
-        show.print_backups(show.console(), records)
-    return 0
+    return _listing(records, json, f"no backups of {env} yet", show.print_backups)
 
 
 
