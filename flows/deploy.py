@@ -26,7 +26,7 @@ from flows.pipeline import Pipeline
 from flows.publish import UNHEALTHY, log_verdicts, publish_run, unhealthy
 from flows.records import github_finished, github_started
 from flows.report import ApprovalRecord, DeployOutcome, DeployReport, RollbackReport
-from flows.rollback import rollback_subflow, undo_release
+from flows.rollback import rollback_result, rollback_subflow, undo_release
 from flows.runtime import Runtime, build_runtime
 from flows.validation import bake_step
 from providers.checks.base import CheckInput
@@ -426,7 +426,8 @@ async def _rollback(rt: Runtime, report: DeployReport, release: Release, reason:
     finish = f"aevon-deploy rollback {rt.spec.environment} {release.release_id}"
     with report.step("rollback") as st:
         try:
-            rb = await rollback_subflow(rt)(rt.spec.environment, release.release_id, reason)  # a child flow run
+            rb = await rollback_result(await rollback_subflow(rt)(  # a child flow run, red when it failed
+                rt.spec.environment, release.release_id, reason, return_state=True), release.release_id, reason)
         except Exception as exc:
             rb = RollbackReport(release_id=release.release_id, reason=reason, ok=False,
                                 notes=[f"the rollback could not run: {describe_error(exc)}"])

@@ -8,8 +8,9 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from prefect import Flow, flow
+from prefect import Flow, State, flow
 from prefect.runtime import flow_run
+from prefect.states import Completed, Failed
 
 from deployments.settings import AevonSettings
 from flows.canary import undo_canary
@@ -38,14 +39,34 @@ ROLLBACK_ROUNDS = 3  # a rollback outlives a vendor outage longer than one call'
 ROLLBACK_ROUND_WAIT_S = 5.0  # wait before round n+1: n x this
 
 
-def rollback_subflow(rt: Runtime) -> Flow[[str, str, str], Coroutine[Any, Any, RollbackReport]]:
+def rollback_state(rb: RollbackReport) -> State[RollbackReport]:
+    """The rollback run's final state: Completed, or Failed named RollbackFailed (red in the UI) with the reason."""
+    if rb.ok:
+        return Completed(data=rb, message=f"rolled back {rb.release_id}")
+    why = "; ".join(rb.notes) or "the rollback did not complete"
+    return Failed(data=rb, name="RollbackFailed", message=f"rollback of {rb.release_id} FAILED: {why}"[:1000])
+
+
+async def rollback_result(state: State[Any], release_id: str, reason: str) -> RollbackReport:
+    """The RollbackReport a rollback run's final state carries; the run's own error, raised, when it ended on one
+    (an unknown release id: ConfigError); a failed report saying so when it ended with neither."""
+    data = await state.aresult(raise_on_failure=False)
+    if isinstance(data, RollbackReport):
+        return data
+    if isinstance(data, BaseException):
+        raise data
+    return RollbackReport(release_id=release_id, reason=reason, ok=False,
+                          notes=[f"the rollback could not run: it ended {state.name} without a report"])
+
+
+def rollback_subflow(rt: Runtime) -> Flow[[str, str, str], Coroutine[Any, Any, State[RollbackReport]]]:
     """The rollback of a deploy run as a child flow run, acting with that run's runtime (providers, state database).
 
     Built per run so that what it acts with is passed, not looked up; its parameters are what the UI shows.
     """
 
     @flow(name="rollback", flow_run_name="rollback-{env}-{release_id}")
-    async def rollback(env: str, release_id: str, reason: str) -> RollbackReport:
+    async def rollback(env: str, release_id: str, reason: str) -> State[RollbackReport]:
         """Undo release `release_id` of `env` from its journal and re-check health.
 
         Args:
@@ -56,13 +77,20 @@ def rollback_subflow(rt: Runtime) -> Flow[[str, str, str], Coroutine[Any, Any, R
         if env != rt.spec.environment:
             raise ConfigError(f"this rollback acts on {rt.spec.environment}, not {env}")
         await observe_run(env)  # logs and env tags of this child run (flows/observe.py)
-        return await publish_rollback(env, await undo_release(rt, release_id, reason))  # its own artifact
+        return rollback_state(await publish_rollback(env, await undo_release(rt, release_id, reason)))  # + artifact
 
     return rollback
 
 
-@flow(name="rollback", flow_run_name="rollback-{env}-{release_id}")
 async def rollback_flow(env: str, release_id: str, reason: str, spec_dir: str | None = None) -> RollbackReport:
+    """`manual_rollback` as a flow run, its report returned whatever its final state (Failed when it failed)."""
+    state = await manual_rollback(env, release_id, reason, spec_dir, return_state=True)
+    return await rollback_result(state, release_id, reason)
+
+
+@flow(name="rollback", flow_run_name="rollback-{env}-{release_id}")
+async def manual_rollback(env: str, release_id: str, reason: str,
+                          spec_dir: str | None = None) -> State[RollbackReport]:
     """Undo release `release_id` of `env` from its journal and re-check health (started alone: CLI, UI).
 
     Args:
@@ -85,7 +113,7 @@ async def rollback_flow(env: str, release_id: str, reason: str, spec_dir: str | 
             {"rolls_back": release_id, "started_by": started_by(), "reason": reason,
              "error": None if rb.ok else "; ".join(rb.notes) or "the rollback did not complete",
              "rollback": rb.model_dump(mode="json")})
-        return await publish_rollback(env, rb)
+        return rollback_state(await publish_rollback(env, rb))
     finally:
         await rt.aclose()
 

@@ -140,9 +140,16 @@ async def test_rollback_leaving_the_serving_release_unhealthy_fails(tmp_path: Pa
     assert [(s.service, s.after) for s in bad.rollback.services] == [("api", rev(repo, "v1"))]  # v1 restored
     assert [(r.name, str(r.outcome)) for r in bad.rollback.health] == [
         ("api-health", "PASSED" if restored_healthy else "FAILED")]
+    async with get_client() as client:  # the rollback's own child run: green when it restored, red when it failed
+        [child] = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[UUID(bad.flow_run_id)])))
+    assert child.state is not None
+    assert (child.state.type.value, child.state_name) == (
+        ("COMPLETED", "Completed") if restored_healthy else ("FAILED", "RollbackFailed")), child.state
     if restored_healthy:
         assert bad.outcome == DeployOutcome.ROLLED_BACK and bad.rollback.ok
         return
+    assert "serving release is unhealthy: api-health FAILED" in str(child.state.message)
     assert bad.outcome == DeployOutcome.ROLLBACK_FAILED and not bad.rollback.ok and bad.exit_code == 5
     note = " ".join(bad.rollback.notes)
     assert "serving release is unhealthy: api-health FAILED: " in note and "deploy a fix" in note
