@@ -48,10 +48,6 @@ LEDGER_STATUS = {
     DeployOutcome.ROLLBACK_FAILED: "rollback_failed",
     DeployOutcome.FAILED: "failed",
 }
-EVENTS = {
-    DeployOutcome.SUCCEEDED: "aevon.deploy.succeeded",
-    DeployOutcome.ROLLED_BACK: "aevon.deploy.rolled-back",
-}
 
 
 STATE_NAMES = {  # the deploy flow run's final state name (its type: Completed or Failed)
