@@ -67,13 +67,13 @@ def rev(repo: Path, ref: str) -> str:
                           text=True, check=True).stdout.strip()
 
 
-def api_port(env: Env) -> int:
-    return int(next(s for s in env.spec["services"] if s["name"] == "api")["settings"]["port"])
+def api_port(env: Env, service: str = "api") -> int:
+    return int(next(s for s in env.spec["services"] if s["name"] == service)["settings"]["port"])
 
 
-async def serving_sha(env: Env) -> str:
+async def serving_sha(env: Env, service: str = "api") -> str:
     async with httpx.AsyncClient(timeout=5) as client:
-        return str((await client.get(f"http://127.0.0.1:{api_port(env)}/health")).json()["sha"])
+        return str((await client.get(f"http://127.0.0.1:{api_port(env, service)}/health")).json()["sha"])
 
 
 async def api_task_titles(env: Env) -> list[str]:
@@ -212,8 +212,8 @@ async def test_crash_between_expand_and_contract_is_compensated_by_the_next_run(
         for _ in range(6000):
             if proc.poll() is not None:
                 pytest.fail("the deploy finished before the switch was seen")
-            try:
-                if await serving_sha(dev) == v6:
+            try:  # both switched: with checks as a DAG, api's checks may start while web still rolls out
+                if await serving_sha(dev) == v6 and await serving_sha(dev, "web") == v6:
                     break
             except httpx.HTTPError:
                 pass
@@ -223,7 +223,7 @@ async def test_crash_between_expand_and_contract_is_compensated_by_the_next_run(
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert await serving_sha(dev) == v6
+    assert await serving_sha(dev) == v6 and await serving_sha(dev, "web") == v6
     assert {"title", "name"} <= set(await columns(dev.db_url, "Task"))  # expanded, not contracted
     assert (await dev.status("v6-drop-title")).pending == [DROP_TITLE]
 
