@@ -17,7 +17,8 @@ from tests.contract.harness import Fault
 from tests.fakes.timed import TimedFake
 
 STEP_S = 0.1  # how long each vendor state lasts in the fakes
-FAST = {"poll_interval_s": 0.1, "backoff_s": 0.05, "max_wait_s": 2.0}
+FAST = {"poll_interval_s": 0.1, "backoff_s": 0.05, "max_wait_s": 2.0,
+        "create_settle_s": 5.0}  # the fakes act late after 1 s at most: 5 s of looking covers it (60 s by default)
 
 
 class PaasHarness(ABC):
