@@ -12,7 +12,6 @@ from typing import Any, cast
 
 from prefect.client.schemas.objects import State
 from prefect.logging import get_run_logger
-from prefect.utilities.annotations import allow_failure
 
 from deployments.check_graph import CheckNode, check_graph
 from deployments.spec import CheckSpec
@@ -26,7 +25,7 @@ from providers.errors import AevonError
 from providers.models import CheckResult, DeployStatus, Outcome, Release, ServiceVersion, utcnow
 from providers.state.ledger import Ledger
 from tasks.checks import is_blocking, run_check_state
-from tasks.common import as_is
+from tasks.common import as_is, upstream
 from tasks.services import ServiceChange, deploy_service, describe_error
 from tasks.stop import StopSignal
 from tasks.validation import StageRun, blocking, not_started
@@ -191,7 +190,7 @@ class Pipeline:
         if version is not None and warm.requests and not self.stop.is_set():
             with self.report.step(f"warm-up: {name}") as st:
                 wstate = await cast(Awaitable[State[dict[str, float]]], warm_up(
-                    warm, {name: version}, name, return_state=True, wait_for=[state] if state is not None else None))
+                    warm, {name: version}, name, return_state=True, wait_for=upstream([state])))
                 w = await wstate.aresult(raise_on_failure=False)
                 if not isinstance(w, dict):
                     raise AevonError(f"warm-up of {name}: {describe_error(w) if isinstance(w, BaseException) else '?'}")
@@ -219,8 +218,8 @@ class Pipeline:
                 self._stage_started(node)
                 inp = CheckInput(release=self.release, services=dict(self.versions), checkout_dir=self.checkout)
                 upstream = [self.upstream.get(n) for n in (*node.needs, *node.after)]
-                wait_for = [allow_failure(s) for s in upstream if s is not None and (s.is_completed() or s.is_failed())]
-                result, state = await run_check_state(chk, spec, inp, "validate", self.stop, wait_for)
+                after = [s for s in upstream if s is not None and (s.is_completed() or s.is_failed())]
+                result, state = await run_check_state(chk, spec, inp, "validate", self.stop, after)
                 if self.fail_fast and is_blocking(result, spec):
                     self.stop.set(f"{result.name} failed" + (" (ERROR: could not measure)"
                                                               if result.outcome == Outcome.ERROR else ""))

@@ -11,14 +11,13 @@ from prefect import task
 from prefect.client.schemas.objects import State
 from prefect.logging import get_run_logger
 from prefect.states import Cancelled, Completed, Failed
-from prefect.utilities.annotations import allow_failure, quote
-from prefect.utilities.engine import get_state_for_result
+from prefect.utilities.annotations import quote
 
 from deployments.spec import CheckSpec
 from providers.checks.base import Check, CheckInput
 from providers.errors import AevonError
 from providers.models import CheckResult, Outcome, utcnow
-from tasks.common import TASK_DEFAULTS, as_is
+from tasks.common import TASK_DEFAULTS, as_is, upstream
 from tasks.stop import StopSignal, until_stopped
 
 T = TypeVar("T")
@@ -65,13 +64,13 @@ async def run_check(
 
 async def run_check_state(
     check: Check, spec: CheckSpec, inp: CheckInput, phase: str, stop: StopSignal | None = None,
-    wait_for: list[Any] | None = None,
+    after: list[State[Any]] | None = None,
 ) -> tuple[CheckResult, State[CheckResult]]:
-    """`run_check`, also returning the task run's final state; `wait_for` (task states, futures) become the task
-    run's upstream in Prefect's run graph (they are finished already: the caller waited for them)."""
+    """`run_check`, also returning the task run's final state; `after` (finished task runs' states: the caller
+    waited for them) become the task run's upstream in Prefect's run graph."""
     check, inp = _bare(check), _bare(inp)
     call = check_task(as_is(check), spec, as_is(inp), phase, as_is(stop), return_state=True,
-                      wait_for=_as_results(wait_for) or None)
+                      wait_for=upstream(after or []))
     state = await cast("Awaitable[State[CheckResult]]", call)  # an async task's call is a coroutine
     data: Any = await state.aresult(raise_on_failure=False)
     if isinstance(data, CheckResult):
@@ -79,21 +78,6 @@ async def run_check_state(
     if isinstance(data, BaseException):  # the task run crashed outside the check (Prefect API ...)
         raise data
     raise AevonError(f"{phase} {spec.name}: its task run ended {state.name} without a result")
-
-
-def _as_results(wait_for: list[Any] | None) -> list[Any]:
-    """Each finished upstream State as the result object its task run returned, when Prefect's run context links
-    that object to the run: the run graph keeps the edge (Prefect finds the task run through the link), and the
-    check's task run no longer reads every upstream State's result back, which Prefect does synchronously through
-    another thread while the event loop waits (measured: 11 % of the deploy's event-loop time at 200 services)."""
-    out: list[Any] = []
-    for item in wait_for or []:
-        state = item.unwrap() if isinstance(item, allow_failure) else item
-        data = getattr(state, "data", None) if isinstance(state, State) else None
-        linked = get_state_for_result(data) if data is not None else None
-        out.append(data if linked is not None and linked[0].state_details.task_run_id == (
-            state.state_details.task_run_id if isinstance(state, State) else None) else item)
-    return out
 
 
 def _bare(value: T) -> T:

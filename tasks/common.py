@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypeVar, cast
 
 from prefect.cache_policies import NONE
+from prefect.client.schemas.objects import State
 from prefect.utilities.annotations import quote
+from prefect.utilities.engine import link_state_to_task_run_result
 
 from providers.clients.retry import DATABASE_BUDGET, RetriesSpent
 from providers.errors import is_transient
@@ -45,3 +48,27 @@ def as_is(value: T) -> T:
     CheckInput that costs O(N) per task and O(N²) per run (measured: 400 checks of 200 services, +14 s).
     """
     return cast(T, quote(value))
+
+
+class _Upstream:
+    """Stands for one finished upstream task run in a `wait_for` list (`upstream`)."""
+
+    __slots__ = ("__weakref__",)
+
+
+def upstream(states: Iterable[State[Any] | None]) -> list[Any] | None:
+    """`wait_for` entries drawing the run graph's edge from each task run in `states`, and doing nothing else.
+
+    The caller has waited for those runs already (and decides itself what their failure means). Given the States,
+    Prefect would read each one's result back before the task starts, synchronously through another thread while
+    the event loop waits, and walk into it: 20 % of the loop's task-run time at 200 services (measured). A marker
+    linked to the State, the way Prefect links a task's returned object to its run, gives the same edge for free.
+    """
+    out: list[Any] = []
+    for state in states:
+        if state is None or state.state_details.task_run_id is None:
+            continue
+        marker = _Upstream()
+        link_state_to_task_run_result(state, marker)
+        out.append(marker)
+    return out or None

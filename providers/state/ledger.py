@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 from pydantic import BaseModel, Field
 
 from providers.errors import AevonError
+from providers.state.group_commit import GroupCommit
 from providers.state.journal import (
     AnyEntry,
     CanaryEntry,
@@ -28,6 +30,29 @@ if TYPE_CHECKING:
 
 _FENCE = ("SELECT 1 FROM aevon_env_locks WHERE env=$7 AND token=$8 AND flow_run_id IS NOT NULL "
           "AND expires_at >= now()")  # the same condition as LockTable.holds
+
+# One statement for many intents, fenced in the same statement: a fenced-off run writes none of them.
+_INSERT_INTENTS = (
+    "INSERT INTO aevon_journal (release_id, step, target, state, undo) "  # noqa: S608 - fixed fragments
+    "SELECT r, s, t, $4, u::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $5::text[]) "
+    f"AS x(r, s, t, u) WHERE NOT $9 OR EXISTS ({_FENCE}) "
+    "ON CONFLICT (release_id, step, target) DO UPDATE SET state = CASE WHEN aevon_journal.state = $6 "
+    "THEN $4 ELSE aevon_journal.state END, updated_at = now() RETURNING *"
+)
+
+
+class _Intent(NamedTuple):
+    fence: tuple[str, int] | None
+    release_id: str
+    step: str
+    target: str
+    undo: str  # JSON
+
+
+class _Mark(NamedTuple):
+    entry_id: int
+    state: str
+    detail: str  # JSON: the fields to merge
 
 
 class FencedOff(AevonError):
@@ -60,11 +85,14 @@ class ReleaseRow(BaseModel):
 
 
 class Ledger:
-    """Durable record of releases and their journal. Writes are single statements (atomic) and idempotent."""
+    """Durable record of releases and their journal. Writes are single statements (atomic) and idempotent;
+    journal intents and marks written at the same moment share one statement (providers/state/group_commit.py)."""
 
     def __init__(self, store: StateStore) -> None:
         self._conn = store.connection
         self._fence: tuple[str, int] | None = None
+        self._intents = GroupCommit(self._write_intents, lambda i: (i.release_id, i.step, i.target))
+        self._marks = GroupCommit(self._write_marks, lambda m: m.entry_id)
 
     def fence(self, env: str, token: int) -> None:
         """From now on `record_intent` writes only while `token` is still `env`'s live lease (flows/locking.py),
@@ -177,29 +205,44 @@ class Ledger:
         an entry undone by a compensation is re-opened (the same release is being deployed again).
 
         Fenced (`fence`): raises FencedOff, writing nothing, when the run's lease token is no longer current."""
-        env, token = self._fence if self._fence is not None else ("", 0)
-        async with self._conn() as c:
-            row = await c.fetchrow(
-                "INSERT INTO aevon_journal (release_id, step, target, state, undo) "
-                f"SELECT $1, $2, $3, $4, $5::jsonb WHERE NOT $9 OR EXISTS ({_FENCE}) "
-                "ON CONFLICT (release_id, step, target) DO UPDATE SET state = CASE WHEN aevon_journal.state = $6 "
-                "THEN $4 ELSE aevon_journal.state END, updated_at = now() RETURNING *",
-                release_id, undo.step.value, target, JournalState.INTENT.value, undo.model_dump_json(),
-                JournalState.UNDONE.value, env, token, self._fence is not None,
-            )
+        intent = _Intent(self._fence, release_id, undo.step.value, target, undo.model_dump_json())
+        row = await self._intents.submit(intent)
         if row is None:
+            env, token = self._fence or ("", 0)
             raise FencedOff(f"the lock of {env} is no longer held with token {token} (unlocked by force or taken "
                             f"over): this run records no new step ({undo.step.value} {target}) and stops")
         return _entry(row)
 
+    async def _write_intents(self, items: Sequence[_Intent]) -> list[Any]:
+        """One INSERT per fence (one in practice), fenced in the statement; a row per item, None when fenced off."""
+        rows: dict[tuple[str, str, str], Any] = {}
+        for fence in dict.fromkeys(i.fence for i in items):
+            group = [i for i in items if i.fence == fence]
+            env, token = fence or ("", 0)
+            async with self._conn() as c:
+                written = await c.fetch(
+                    _INSERT_INTENTS,
+                    [i.release_id for i in group], [i.step for i in group], [i.target for i in group],
+                    JournalState.INTENT.value, [i.undo for i in group], JournalState.UNDONE.value, env, token,
+                    fence is not None,
+                )
+            rows.update({(r["release_id"], r["step"], r["target"]): r for r in written})
+        return [rows.get((i.release_id, i.step, i.target)) for i in items]
+
     async def mark(self, entry_id: int, state: JournalState, detail: Detail | None = None) -> None:
         """Move a journal entry to `state` (done / undone), merging the fields `detail` sets."""
         merged = detail.model_dump(mode="json", exclude_unset=True) if detail is not None else {}
+        await self._marks.submit(_Mark(entry_id, state.value, json.dumps(merged)))
+
+    async def _write_marks(self, items: Sequence[_Mark]) -> list[None]:
         async with self._conn() as c:
             await c.execute(
-                "UPDATE aevon_journal SET state=$2, detail = detail || $3::jsonb, updated_at=now() WHERE id=$1",
-                entry_id, state.value, json.dumps(merged),
+                "UPDATE aevon_journal AS j SET state = x.state, detail = j.detail || x.detail::jsonb, "
+                "updated_at = now() FROM unnest($1::bigint[], $2::text[], $3::text[]) AS x(id, state, detail) "
+                "WHERE j.id = x.id",
+                [m.entry_id for m in items], [m.state for m in items], [m.detail for m in items],
             )
+        return [None] * len(items)
 
     async def open_entries(self, release_id: str) -> list[AnyEntry]:
         """Entries of a release not yet undone, newest first (the order to undo them in)."""
