@@ -121,7 +121,7 @@ async def run_deploy(
     flow_run_id = _flow_run_id()
     report = DeployReport(env=env, ref=ref, flow_run_id=flow_run_id, started_by=started_by())
     forward_domain_logs()  # providers' and our loggers into this run's Logs tab
-    await tag_this_run(env)  # env:<env> however the run was started
+    tagging = asyncio.ensure_future(tag_this_run(env))  # env:<env> however the run was started (beside the run)
     rt: Runtime | None = None
     try:
         with report.step("load spec and secrets"):
@@ -149,6 +149,7 @@ async def run_deploy(
     finally:
         if rt is not None:
             await rt.aclose()  # and the run's state database
+        await tagging  # never raises: tags are for finding runs
     return await _finish(report)
 
 

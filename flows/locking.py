@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -139,15 +140,28 @@ class Heartbeat(threading.Thread):
         self.lease, self.url, self.lease_s, self.renew_s = lease, url, lease_s, renew_s
         self.body, self.body_loop = body, body.get_loop()
         self.stopping = threading.Event()
+        self._guard = threading.Lock()
+        self._wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None  # the beat's own loop, once up
 
     def run(self) -> None:
         asyncio.run(self._beat())
+
+    def stop(self) -> None:
+        """Stop beating, at once (no polling: the beat sleeps on an event this sets)."""
+        self.stopping.set()
+        with self._guard:
+            wake = self._wake
+        if wake is not None:
+            with contextlib.suppress(RuntimeError):  # its loop has ended already
+                wake[0].call_soon_threadsafe(wake[1].set)
 
     def _lose(self, why: str) -> None:
         self.lease.lost = why
         self.body_loop.call_soon_threadsafe(self.body.cancel)
 
     async def _beat(self) -> None:
+        with self._guard:
+            self._wake = (asyncio.get_running_loop(), asyncio.Event())
         lease, deadline, wait = self.lease, time.monotonic() + self.lease_s, self.renew_s
         table: LockTable | None = None
         try:
@@ -173,12 +187,10 @@ class Heartbeat(threading.Thread):
                 await table.close()
 
     async def _sleep(self, seconds: float) -> bool:
-        """Sleep, waking early when told to stop; True when stopping."""
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            if self.stopping.is_set():
-                return True
-            await asyncio.sleep(min(0.05, end - time.monotonic()))
+        """Sleep, waking as soon as `stop` is called; True when stopping."""
+        assert self._wake is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake[1].wait(), max(0.0, seconds))
         return self.stopping.is_set()
 
 
@@ -222,7 +234,7 @@ async def environment_lock(
             try:
                 yield lease
             finally:
-                beat.stopping.set()
+                beat.stop()
                 await asyncio.to_thread(beat.join)
                 if not lease.lost:
                     try:

@@ -159,7 +159,7 @@ class Pipeline:
                 change = await canary_service(self.rt, self.ledger, self.report, self.release, name, layer)
             else:
                 state = await cast(Awaitable[State[ServiceChange]], deploy_service(  # an async task's call: a coroutine
-                    as_is(self.ledger), self.release, name, as_is(target), layer, spec.ready_timeout_s,
+                    as_is(self.ledger), as_is(self.release), name, as_is(target), layer, spec.ready_timeout_s,
                     as_is(self.stop), return_state=True))
                 data = await state.aresult(raise_on_failure=False)
                 if isinstance(data, BaseException):

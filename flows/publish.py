@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
@@ -142,20 +145,23 @@ def evidence_markdown(report: DeployReport) -> str | None:
 
 
 async def publish_run(report: DeployReport) -> None:
-    """The deploy run's artifacts: the report, the checks table, the evidence; descriptions name ref and outcome."""
+    """The deploy run's artifacts: the report, the checks table, the evidence; descriptions name ref and outcome.
+    Created at the same time (three API calls, none waits for another)."""
     what = f"{report.env} @ {report.ref} ({(report.sha or '')[:12] or 'unresolved'})"
-    await acreate_markdown_artifact(markdown=render_markdown(report), key=f"deploy-{report.env}",
-                                    description=f"{report.outcome}: deploy {what}")
+    calls: list[Awaitable[Any]] = [acreate_markdown_artifact(
+        markdown=render_markdown(report), key=f"deploy-{report.env}", description=f"{report.outcome}: deploy {what}")]
     results = [*report.gates, *report.checks]
     if results:
-        await acreate_table_artifact(
+        calls.append(acreate_table_artifact(
             key=f"checks-{report.env}", description=f"{report.outcome}: gates and checks of {what}",
             table=[{"check": r.name, "kind": r.kind, "outcome": r.outcome.value, "attempts": r.attempts,
                     "seconds": round(r.duration_s, 2), "summary": r.summary[:300],
                     "findings": len(r.findings), **{k: v for k, v in list(r.metrics.items())[:8]}}
                    for r in results],
-        )
+        ))
     evidence = evidence_markdown(report)
     if evidence is not None:
-        await acreate_markdown_artifact(markdown=evidence, key=f"evidence-{report.env}",
-                                        description=f"{report.outcome}: findings, figures, screenshots of {what}")
+        calls.append(acreate_markdown_artifact(
+            markdown=evidence, key=f"evidence-{report.env}",
+            description=f"{report.outcome}: findings, figures, screenshots of {what}"))
+    await asyncio.gather(*calls)

@@ -69,7 +69,7 @@ async def run_check_state(
     """`run_check`, also returning the task run's final state; `after` (finished task runs' states: the caller
     waited for them) become the task run's upstream in Prefect's run graph."""
     check, inp = _bare(check), _bare(inp)
-    call = check_task(as_is(check), spec, as_is(inp), phase, as_is(stop), return_state=True,
+    call = check_task(as_is(check), as_is(spec), as_is(inp), phase, as_is(stop), return_state=True,
                       wait_for=upstream(after or []))
     state = await cast("Awaitable[State[CheckResult]]", call)  # an async task's call is a coroutine
     data: Any = await state.aresult(raise_on_failure=False)
