@@ -1,7 +1,7 @@
 """Chaos through the real deploy flow: every vendor fake fails a share of all calls (5xx, 429, dropped connections,
 lost answers, timeouts that act late); count outcomes, duplicate vendor deployments, half-done states, leftovers.
 
-The environment is the mixed one of tests/integration/test_mixed_environment.py (web on Vercel, search on Render,
+The environment is the mixed one of tests/integration/mixed_support.py (web on Vercel, search on Render,
 api and agents on GKE). Each round deploys v1 (good) then v2 (its api fails health: rolled back). After each run
 the faults are switched off and every vendor is read directly:
 - duplicates: a release with more than one Vercel deployment or Kubernetes ReplicaSet, or a run that made more
@@ -28,7 +28,7 @@ import pytest
 
 from flows.report import DeployOutcome, DeployReport
 from flows.rollback import rollback_flow
-from providers.targets.kubernetes.target import RELEASE_ANNOTATION
+from providers.targets.kubernetes.rollout import RELEASE_ANNOTATION
 from providers.targets.paas.base import RELEASE_KEY
 from tests.fakes.base import FakeServer, Fault
 from tests.fakes.gke import FakeCluster, FakeGkeServer
@@ -37,7 +37,7 @@ from tests.fakes.render import RenderFake
 from tests.fakes.vercel import VercelFake
 from tests.integration.envs import write_spec
 from tests.integration.flow_env import deploy, release_repo, rev
-from tests.integration.test_mixed_environment import (
+from tests.integration.mixed_support import (
     CLUSTER,
     DEPLOYMENTS,
     ENV,
