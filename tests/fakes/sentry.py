@@ -40,64 +40,31 @@ Retry-After.
 
 As a process (the local Sentry of ``make demo``): ``python -m tests.fakes.sentry --port N``, the API token from
 ``$SENTRY_AUTH_TOKEN``; state in memory, gone when it stops.
+
+Layout: this module holds the organization, tokens, scopes and rate limits; the routes' handlers live in
+sentry_releases.py (releases, deploys), sentry_events.py (events, events-stats) and sentry_envelope.py (ingest).
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
-import re
 import sys
 import threading
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
-from urllib.parse import unquote
 
 from tests.fakes.base import FakeServer, Request, Response
+from tests.fakes.sentry_envelope import StoredEvent, ingest_envelope
+from tests.fakes.sentry_events import discover_events, events_stats
+from tests.fakes.sentry_releases import create_deploy, create_release, list_deploys
 
-_PERIOD = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_SENTRY_KEY = re.compile(r"sentry_key=([^,\s]+)")
-_QUERY_KEYS = {"event.type": "type", "release": "release", "level": "level", "environment": "environment"}
 ALL_SCOPES = frozenset({"project:read", "project:write", "project:admin", "project:releases", "org:ci",
                         "event:read", "event:write", "event:admin"})
 RELEASE_WRITE = frozenset({"project:write", "project:admin", "project:releases", "org:ci"})
 EVENT_READ = frozenset({"event:read", "event:write", "event:admin"})
 DENIED = {"detail": "You do not have permission to perform this action."}
-
-
-def parse_period(text: str) -> int:
-    """Seconds of a Sentry period such as ``1m``, ``30s``, ``24h``; ValueError otherwise."""
-    m = _PERIOD.match(text)
-    if not m:
-        raise ValueError(f"invalid period {text!r}")
-    return int(m.group(1)) * _UNITS[m.group(2)]
-
-
-def parse_time(text: str) -> float:
-    """Epoch seconds of an ISO 8601 time (naive means UTC, as Sentry reads it)."""
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
-
-
-@dataclass
-class StoredEvent:
-    """One ingested event."""
-
-    project_id: int
-    timestamp: float
-    type: str
-    level: str
-    release: str | None
-    environment: str | None
-    payload: dict[str, Any] = field(default_factory=dict)
 
 
 class FakeSentry(FakeServer):
@@ -182,159 +149,18 @@ class FakeSentry(FakeServer):
 
     def routes(self) -> None:
         org = r"/api/0/organizations/(?P<org>[^/]+)"
-        self.route("POST", org + r"/releases/", self._create_release)
-        self.route("POST", org + r"/releases/(?P<version>[^/]+)/deploys/", self._create_deploy)
-        self.route("GET", org + r"/releases/(?P<version>[^/]+)/deploys/", self._list_deploys)
-        self.route("GET", org + r"/events-stats/", self._events_stats)
-        self.route("GET", org + r"/events/", self._events)
-        self.route("POST", r"/api/(?P<project>\d+)/envelope/", self._envelope)
+        self.route("POST", org + r"/releases/", partial(create_release, self))
+        self.route("POST", org + r"/releases/(?P<version>[^/]+)/deploys/", partial(create_deploy, self))
+        self.route("GET", org + r"/releases/(?P<version>[^/]+)/deploys/", partial(list_deploys, self))
+        self.route("GET", org + r"/events-stats/", partial(events_stats, self))
+        self.route("GET", org + r"/events/", partial(discover_events, self))
+        self.route("POST", r"/api/(?P<project>\d+)/envelope/", partial(ingest_envelope, self))
 
-    # -- web API -----------------------------------------------------------------------------------------------
     def _org(self, req: Request) -> Response | None:
+        """404 for an organization other than this one (sentry_releases.py, sentry_events.py)."""
         if req.params["org"] != self.org:
             return Response(404, {"detail": "The requested resource does not exist"})
         return None
-
-    def _create_release(self, req: Request) -> Response:
-        if (missing := self._org(req)) is not None:
-            return missing
-        body = req.json() or {}
-        version, slugs = body.get("version"), body.get("projects")
-        if not isinstance(version, str) or not version:
-            return Response(400, {"version": ["This field is required."]})
-        if not isinstance(slugs, list) or not slugs:
-            return Response(400, {"projects": ["This field is required."]})
-        if any(s not in self.projects.values() for s in slugs):
-            return Response(400, {"projects": ["Invalid project slugs"]})
-        with self.lock:
-            if version in self.releases:
-                return Response(208, self.releases[version])
-            release = {
-                "id": len(self.releases) + 1, "version": version, "shortVersion": version[:12],
-                "ref": body.get("ref"), "url": body.get("url"), "dateCreated": _iso(datetime.now(UTC).timestamp()),
-                "dateReleased": body.get("dateReleased"), "deployCount": 0, "newGroups": 0,
-                "projects": [{"id": next(i for i, slug in self.projects.items() if slug == s), "slug": s,
-                              "name": s} for s in slugs],
-            }
-            self.releases[version] = release
-        return Response(201, release)
-
-    def _release(self, req: Request) -> tuple[str, Response | None]:
-        version = unquote(req.params["version"])
-        if (missing := self._org(req)) is not None:
-            return version, missing
-        if version not in self.releases:
-            return version, Response(404, {"detail": "The requested resource does not exist"})
-        return version, None
-
-    def _create_deploy(self, req: Request) -> Response:
-        version, missing = self._release(req)
-        if missing is not None:
-            return missing
-        body = req.json() or {}
-        if not isinstance(body.get("environment"), str) or not body["environment"]:
-            return Response(400, {"environment": ["This field is required."]})
-        with self.lock:
-            deploys = self.deploys.setdefault(version, [])
-            deploy = {
-                "id": str(sum(len(d) for d in self.deploys.values()) + 1), "environment": body["environment"],
-                "name": body.get("name"), "url": body.get("url"), "dateStarted": body.get("dateStarted"),
-                "dateFinished": body.get("dateFinished") or _iso(datetime.now(UTC).timestamp()),
-            }
-            deploys.append(deploy)
-            self.releases[version]["deployCount"] = len(deploys)
-        return Response(201, deploy)
-
-    def _list_deploys(self, req: Request) -> Response:
-        version, missing = self._release(req)
-        if missing is not None:
-            return missing
-        with self.lock:
-            return Response(200, list(reversed(self.deploys.get(version, []))))
-
-    def _window(self, req: Request) -> tuple[list[tuple[str, str]], float, float]:
-        """(query filters, start, end) of an events query; ValueError for a bad one."""
-        filters = self._filters(req.q("query", "") or "")
-        if req.q("start") and req.q("end"):
-            start, end = parse_time(req.q("start") or ""), parse_time(req.q("end") or "")
-        else:
-            end = datetime.now(UTC).timestamp()
-            start = end - parse_period(req.q("statsPeriod", "24h") or "24h")
-        if end <= start:
-            raise ValueError("start must be before end")
-        return filters, start, end
-
-    def _matching(self, req: Request, filters: list[tuple[str, str]], start: float, end: float) -> list[StoredEvent]:
-        """Events of the asked projects (none asked: the token user's projects) in [start, end)."""
-        asked = {int(p) for p in req.query.get("project", []) if p != "-1"}
-        member_of = {int(p) for p in (req.headers.get("x-fake-member-of") or "").split(",") if p}
-        projects = asked or member_of
-        envs = set(req.query.get("environment", []))
-        with self.lock:
-            return [ev for ev in self.events if start <= ev.timestamp < end and ev.project_id in projects
-                    and (not envs or ev.environment in envs)
-                    and all(getattr(ev, attr) == value for attr, value in filters)]
-
-    def _events(self, req: Request) -> Response:
-        if (missing := self._org(req)) is not None:
-            return missing
-        if req.query.get("field") != ["count()"]:
-            return Response(400, {"detail": "this fake answers field=count() only"})
-        try:
-            filters, start, end = self._window(req)
-        except ValueError as exc:
-            return Response(400, {"detail": str(exc)})
-        count = len(self._matching(req, filters, start, end))
-        return Response(200, {"data": [{"count()": count}], "meta": {"fields": {"count()": "integer"},
-                                                                     "units": {"count()": None}}})
-
-    def _events_stats(self, req: Request) -> Response:
-        if (missing := self._org(req)) is not None:
-            return missing
-        if req.query.get("yAxis", ["count()"]) != ["count()"]:
-            return Response(400, {"detail": "this fake answers yAxis=count() only"})
-        try:
-            filters, start, end = self._window(req)
-            interval = parse_period(req.q("interval", "1h") or "1h")
-        except ValueError as exc:
-            return Response(400, {"detail": str(exc)})
-        first = int(start // interval) * interval
-        buckets = {first + i * interval: 0 for i in range(int((end - first) // interval) + 1)}
-        for ev in self._matching(req, filters, start, end):
-            buckets[int(ev.timestamp // interval) * interval] += 1
-        data = [[ts, [{"count": n}]] for ts, n in sorted(buckets.items())]
-        return Response(200, {"data": data, "start": int(start), "end": int(end), "isMetricsData": False,
-                              "meta": {"fields": {"count": "integer"}, "units": {"count": None}}})
-
-    @staticmethod
-    def _filters(query: str) -> list[tuple[str, str]]:
-        out = []
-        for token in query.split():
-            key, sep, value = token.partition(":")
-            if not sep or key not in _QUERY_KEYS:
-                raise ValueError(f"Invalid query. Unsupported search term: {token!r}")
-            out.append((_QUERY_KEYS[key], value.strip('"')))
-        return out
-
-    # -- ingest ------------------------------------------------------------------------------------------------
-    def _envelope(self, req: Request) -> Response:
-        project = int(req.params["project"])
-        m = _SENTRY_KEY.search(req.headers.get("x-sentry-auth", ""))
-        if (m.group(1) if m else req.q("sentry_key")) != self.public_key:
-            return Response(401, {"detail": "missing or invalid authorization"})
-        if project not in self.projects:
-            return Response(404, {"detail": "project not found"})
-        try:
-            body = _decode(req.body, req.headers.get("content-encoding", ""))
-        except (OSError, ValueError) as exc:
-            return Response(400, {"detail": f"invalid body: {exc}"})
-        header, events = parse_envelope(body)
-        with self.received:
-            self.envelopes.append(body)
-            for ev in events:
-                self.events.append(_stored(project, ev))
-            self.received.notify_all()
-        return Response(200, {"id": header.get("event_id")})
 
     # -- test helpers ------------------------------------------------------------------------------------------
     def add_event(self, project_id: int, timestamp: float, *, release: str | None = None,
@@ -354,52 +180,6 @@ class FakeSentry(FakeServer):
             return mine()
 
 
-def _decode(body: bytes, encoding: str) -> bytes:
-    encoding = encoding.strip().lower()
-    if encoding == "gzip":
-        return gzip.decompress(body)
-    if encoding == "br":
-        import brotli  # type: ignore[import-untyped]
-
-        return bytes(brotli.decompress(body))
-    if encoding in ("", "identity"):
-        return body
-    raise ValueError(f"unsupported Content-Encoding {encoding!r}")
-
-
-def parse_envelope(body: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The envelope header and the payloads of its `event` items (items with and without `length`)."""
-    header_line, _, rest = body.partition(b"\n")
-    header: dict[str, Any] = json.loads(header_line or b"{}")
-    events: list[dict[str, Any]] = []
-    while rest.strip():
-        item_line, _, rest = rest.partition(b"\n")
-        if not item_line.strip():
-            continue
-        item = json.loads(item_line)
-        if "length" in item:
-            payload, rest = rest[: item["length"]], rest[item["length"]:]
-            rest = rest.removeprefix(b"\n")
-        else:
-            payload, _, rest = rest.partition(b"\n")
-        if item.get("type") == "event":
-            events.append(json.loads(payload))
-    return header, events
-
-
-def _stored(project: int, ev: dict[str, Any]) -> StoredEvent:
-    ts = ev.get("timestamp")
-    if isinstance(ts, int | float):
-        when = float(ts)
-    elif isinstance(ts, str):
-        when = parse_time(ts)
-    else:
-        when = datetime.now(UTC).timestamp()
-    kind = "error" if (ev.get("exception") or {}).get("values") else "default"
-    return StoredEvent(project, when, kind, str(ev.get("level") or "error"), ev.get("release"),
-                       ev.get("environment"), ev)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Serve the fake on 127.0.0.1 until stopped; the token comes from the environment, never from the arguments."""
     ap = argparse.ArgumentParser(prog="python -m tests.fakes.sentry", description=main.__doc__)
@@ -409,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     token = os.environ.get("SENTRY_AUTH_TOKEN", "")
     if not token:
         ap.error("SENTRY_AUTH_TOKEN is not set (the API token the fake accepts)")
-    fake = FakeSentry(org=args.org, tokens=[token]).start(port=args.port)
+    fake = FakeSentry(org=args.org, tokens=[token])
+    fake.start(port=args.port)
     projects = ", ".join(f"{pid}={slug}" for pid, slug in fake.projects.items())
     print(f"Sentry stand-in on {fake.url}: org {fake.org}, projects {projects}, DSN of project 1: {fake.dsn(1)}",
           flush=True)
