@@ -13,7 +13,8 @@ from pydantic import SecretStr
 
 from deployments.spec import ServiceSpec
 from providers.targets.base import ServiceTarget, TargetContext
-from providers.targets.kubernetes.target import RELEASE_ANNOTATION, make_target
+from providers.targets.kubernetes.rollout import RELEASE_ANNOTATION
+from providers.targets.kubernetes.target import make_target
 from tests.contract.harness import Fault
 from tests.fakes.kubernetes import FakeKubeApiServer
 

@@ -19,7 +19,8 @@ from providers.errors import ConfigError, PermanentError, TransientError
 from providers.models import DeployStatus, ServiceVersion
 from providers.targets.base import ServiceTarget, TargetContext
 from providers.targets.kubernetes.client import cluster_manager
-from providers.targets.kubernetes.target import RELEASE_ANNOTATION, KubernetesTarget, make_gke_target, make_target
+from providers.targets.kubernetes.rollout import RELEASE_ANNOTATION
+from providers.targets.kubernetes.target import KubernetesTarget, make_gke_target, make_target
 from tests.contract.harness import make_release
 from tests.fakes.gke import FakeCluster, FakeGkeServer
 from tests.fakes.kube_tls import make_cluster_tls

@@ -11,7 +11,7 @@ from typing import Any
 from providers.errors import PermanentError
 from providers.models import DeployHandle, DeployResult, DeployStatus, Release, ServiceVersion
 from providers.targets.base import TargetContext
-from providers.targets.kubernetes import canary
+from providers.targets.kubernetes import canary, rollback
 from providers.targets.kubernetes.api import Connection, DeploymentApi
 from providers.targets.kubernetes.client import gke_connection, kubeconfig_connection
 from providers.targets.kubernetes.errors import RetryingCaller
@@ -20,16 +20,8 @@ from providers.targets.kubernetes.rollout import (
     PAUSED_ROLLBACK,
     RELEASE_ANNOTATION,
     capacity_drop,
-    deployment_revision,
-    equal_ignore_hash,
-    no_rollout_history,
-    revision_not_found,
     revision_or_none,
-    revisions_served,
-    rollback_patch,
-    rollback_skipped,
     rollout_status,
-    scan_order,
 )
 from providers.targets.kubernetes.settings import KubeSettings, parse_settings
 
@@ -37,7 +29,6 @@ log = logging.getLogger(__name__)
 
 SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
 STRATEGIC = "application/strategic-merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
 
 Json = dict[str, Any]
 
@@ -49,6 +40,7 @@ class KubernetesTarget:
     again. Readiness follows `kubectl rollout status`; rollback follows `kubectl rollout undo --to-revision`.
     Blocking client calls run in worker threads; transient failures are retried inside (RetryingCaller).
     Canary (canary.py): a `<name>-canary` Deployment behind the same Service, sized to each step's share.
+    Rollback (rollback.py): the ReplicaSet of the revision asked for, and the template patched back to it.
     """
 
     supports_canary = True
@@ -256,93 +248,9 @@ class KubernetesTarget:
     def _result(handle: DeployHandle, status: DeployStatus, message: str, started: float) -> DeployResult:
         return DeployResult(handle=handle, status=status, message=message, duration_s=time.monotonic() - started)
 
-    def _requested_revision(self, to: ServiceVersion) -> int | None:
-        if not to.vendor_ref:
-            return None
-        try:
-            wanted = int(to.vendor_ref)
-        except ValueError as exc:
-            raise PermanentError(
-                f"vendor_ref {to.vendor_ref!r} is not a revision", provider=self.provider, resource=self.resource
-            ) from exc
-        if wanted < 0:
-            raise PermanentError(revision_not_found(wanted), provider=self.provider, resource=self.resource)
-        return wanted
-
-    async def _find_replica_set(self, dep: Json, to: ServiceVersion) -> Json:
-        """The ReplicaSet to undo to: by revision (kubectl deploymentRevision), else by image tag, else previous.
-
-        ReplicaSets are scanned in kubectl's order (creation time, the new one last); one whose revision
-        annotation is not a number is skipped, never a crash.
-        """
-        replica_sets = scan_order(await self._api.replica_sets(dep), dep)
-        wanted = self._requested_revision(to)
-        rs: Json | None = None
-        if wanted is not None:
-            rs = deployment_revision(replica_sets, wanted, dep)
-            if rs is None and wanted > 0:  # a reused ReplicaSet moved on and keeps the old one in its history
-                rs = next((r for r in replica_sets if wanted in revisions_served(r)), None)
-            if rs is None:
-                message = revision_not_found(wanted) if wanted > 0 else no_rollout_history(self.name)
-                raise PermanentError(message, provider=self.provider, resource=self.resource)
-        elif to.version:
-            image = f"{self.settings.repository}:{to.version}"
-            names = self._container_names(dep["spec"]["template"])
-            matches = [
-                r
-                for r in replica_sets
-                if revision_or_none(r) is not None
-                and all(self._images(r["spec"]["template"]).get(n) == image for n in names)
-            ]
-            same_release = [r for r in matches if self._release_of(r["spec"]["template"]) == to.release_id]
-            pool = same_release or matches
-            rs = max(pool, key=lambda r: revision_or_none(r) or 0) if pool else None
-            if rs is None:
-                raise PermanentError(
-                    f"unable to find image tag {to.version} in history",
-                    provider=self.provider,
-                    resource=self.resource,
-                )
-        else:
-            rs = deployment_revision(replica_sets, 0, dep)
-            if rs is None:
-                raise PermanentError(no_rollout_history(self.name), provider=self.provider, resource=self.resource)
-        found_version, _image = self._version_of(rs["spec"]["template"])
-        if to.version and found_version != to.version:
-            raise PermanentError(
-                f"revision {to.vendor_ref} runs {found_version}, not {to.version}; refusing to roll back to it",
-                provider=self.provider,
-                resource=self.resource,
-            )
-        return rs
-
     async def rollback(self, to: ServiceVersion) -> DeployHandle:
-        """`kubectl rollout undo --to-revision`: patch the template back to that revision's ReplicaSet."""
-        dep = await self._api.read()
-        rs = await self._find_replica_set(dep, to)
-        to_revision = revision_or_none(rs) or 0
-        requested = self._requested_revision(to)
-        version, image = self._version_of(rs["spec"]["template"])
-        detail: dict[str, Any] = {
-            "namespace": self.namespace,
-            "deployment": self.name,
-            "image": image,
-            "to_revision": to_revision,
-            "from_revision": revision_or_none(dep) or 0,
-            "template_release": self._release_of(rs["spec"]["template"]),
-        }
-        release_id = detail["template_release"] or to.release_id
-        self._refuse_paused(dep, "rollback")
-        if equal_ignore_hash(rs["spec"]["template"], dep["spec"]["template"]):
-            detail["skipped"] = rollback_skipped(to_revision if requested is None else requested)
-            handle = self._handle(version, release_id, detail)
-            return handle.model_copy(update={"vendor_ref": str(revision_or_none(dep) or 0)})
-        warning = self._check_capacity(dep, refuse=False)
-        if warning:
-            detail["warning"] = warning
-        await self._api.patch(rollback_patch(dep, rs), JSON_PATCH, f"PATCH deployment (undo to revision {to_revision})")
-        detail["skipped"] = None
-        return self._handle(version, release_id, detail)
+        """`kubectl rollout undo --to-revision`: patch the template back to that revision's ReplicaSet (rollback.py)."""
+        return await rollback.undo(self, to)
 
     async def history(self) -> list[ServiceVersion]:
         """The Deployment's ReplicaSets by revision, newest first (what `kubectl rollout history` lists)."""
