@@ -84,6 +84,15 @@ ALTER TABLE aevon_journal ADD COLUMN updated_at timestamptz;
 ALTER TABLE aevon_releases ADD COLUMN IF NOT EXISTS approval_key text;
 """),
     Step(4, "environment locks: a fenced lease per environment", ENV_LOCKS_TABLE),
+    # Issue 17: the migration plan's down scripts, keyed by the checksums of the history they span, shared by every
+    # worker and environment on this ledger (a pod's state dir starts empty; prod reuses what staging computed).
+    Step(5, "inverse cache: down scripts by migration-history checksum, shared by workers", """
+CREATE TABLE IF NOT EXISTS aevon_inverse_cache (
+    key          text PRIMARY KEY,
+    script       text NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+"""),
 )
 LATEST = STEPS[-1].version
 

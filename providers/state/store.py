@@ -1,4 +1,4 @@
-"""The state database of one run: one connection pool, one schema setup, giving the ledger and the backup catalog."""
+"""The state database of one run: one connection pool, one schema setup; the ledger, backups and inverse cache."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from providers.clients.retry import DATABASE_BUDGET
 from providers.errors import ConfigError, PermanentError, TransientError
 from providers.state.backups import BackupCatalog
+from providers.state.inverse_cache import LedgerInverseCache
 from providers.state.ledger import Ledger
 from providers.state.schema import upgrade
 
@@ -89,6 +90,7 @@ class StateStore:
         self._opening = asyncio.Lock()
         self.ledger = Ledger(self)
         self.backups = BackupCatalog(self)
+        self.inverse_cache = LedgerInverseCache(self)
 
     async def open(self) -> StateStore:
         """Open the pool and bring the schema up to date (idempotent)."""
