@@ -8,14 +8,14 @@ import logging
 import time
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import TypeVar, cast
+from typing import Literal, Protocol, TypeVar, cast, runtime_checkable
 
 from prefect import task
 from prefect.states import Cancelled
 from pydantic import BaseModel
 
 from providers.errors import AevonError
-from providers.models import DeployStatus, Release, ServiceVersion, utcnow
+from providers.models import DeployHandle, DeployStatus, Release, ServiceVersion, utcnow
 from providers.state.journal import JournalState, ServiceDetail, ServiceUndo
 from providers.state.ledger import Ledger
 from providers.targets.base import ServiceTarget
@@ -24,13 +24,12 @@ from tasks.stop import StopSignal, until_stopped
 
 log = logging.getLogger("aevon.run")  # forwarded to the run's Logs tab (flows/observe.py)
 PROGRESS_EVERY_S = 30.0  # a long rollout says it is still going, so that it never looks frozen
-# Targets whose rollback supersedes a rollout still in flight, so fail fast may stop waiting for one: Kubernetes
-# (the rollback patches the Deployment back; the controller drops the new ReplicaSet), Vercel (a production
-# deployment becomes production only when promoted after an instant rollback: /docs/instant-rollback), local (the
-# rollback stops an instance abandoned while starting). Render, Railway and Koyeb put a deploy live by themselves
-# when it is ready, even after a rollback was triggered, so theirs runs to its end before the rollback starts.
-# A target can say so itself with a class attribute `abandonable_rollout`.
-SUPERSEDED_BY_ROLLBACK = frozenset({"kubernetes", "gke", "vercel", "local"})
+# What fail fast does with a rollout in flight is up to the target, which declares it (see stop_action):
+# `abandonable_rollout = True`: its rollback supersedes a rollout still in flight, so the wait is simply given up
+# (Kubernetes, GKE, Vercel, local); `cancellable_rollout = True` with `cancel_rollout(handle)`: the vendor puts a
+# deploy live by itself once it is ready, even after a rollback, so the rollout is cancelled through the vendor's
+# API and followed to its end before the rollback starts (Render, Railway, Koyeb: CancelsRollout in
+# providers/targets/paas/base.py). Any other target's rollout runs to its end first.
 T = TypeVar("T")
 
 
@@ -72,10 +71,11 @@ async def deploy_service(
 
     The undo record (the version serving before) is written before the first side effect and is kept on retries,
     so a crash at any point leaves enough to compensate. When `stop` fires during the rollout (a check or another
-    deploy failed) and the target's rollback supersedes a rollout in flight (`abandonable`), the wait is given up
-    at once: the task run ends Cancelled with status CANCELED, and the journal entry stays open (noted "stopped
-    mid-rollout"), so the rollback that follows puts the previous version back. Other targets' rollouts run to
-    their end first.
+    deploy failed) and the target allows it (`stop_action`), the wait is given up at once, or the rollout is
+    cancelled through the vendor and followed to its end (quick once cancelled); either way the task run ends
+    Cancelled with status CANCELED, and the journal entry stays open (noted "stopped mid-rollout", with what the
+    vendor answered to the cancel), so the rollback that follows puts the previous version back. Other targets'
+    rollouts run to their end first.
     """
     start = time.monotonic()
     current = await target.current()
@@ -88,8 +88,9 @@ async def deploy_service(
     what = f"{service} [{target.provider}] {before[:12] if before else 'nothing'} → {release.sha[:12]}"
     log.info("%s: rollout started%s", what, f" ({handle.vendor_ref})" if handle.vendor_ref else "")
     waiting = asyncio.ensure_future(target.wait_ready(handle, timeout))  # a task: cancelled below if never awaited
+    action = stop_action(target)
     try:
-        result, stopped = await until_stopped(_following(what, timeout, waiting), stop if abandonable(target) else None)
+        result, stopped = await until_stopped(_following(what, timeout, waiting), stop if action else None)
     finally:
         if not waiting.done():
             waiting.cancel()
@@ -97,6 +98,9 @@ async def deploy_service(
                 await waiting
     if stopped or result is None:
         why = f"stopped mid-rollout: {stop.reason if stop is not None else 'stopped'}"
+        if action == "cancel":
+            left = max(timeout - (time.monotonic() - start), 1.0)
+            why = f"{why}; {await _cancel_in_flight(cast(CancellableTarget, target), handle, what, left)}"
         await ledger.mark(entry.id, JournalState.INTENT, ServiceDetail(vendor_ref=handle.vendor_ref, note=why))
         log.warning("%s: %s", what, why)
         change = ServiceChange(service=service, provider=target.provider, before=before, after=None,
@@ -142,9 +146,51 @@ async def rollback_service(
     )
 
 
-def abandonable(target: ServiceTarget) -> bool:
-    """True when fail fast may stop waiting for `target`'s rollout (see SUPERSEDED_BY_ROLLBACK)."""
-    return bool(getattr(target, "abandonable_rollout", target.provider in SUPERSEDED_BY_ROLLBACK))
+@runtime_checkable
+class CancellableTarget(ServiceTarget, Protocol):
+    """A target that can cancel its rollout in flight through the vendor (`cancellable_rollout = True`)."""
+
+    cancellable_rollout: bool
+
+    async def cancel_rollout(self, handle: DeployHandle) -> bool:
+        """True when the vendor cancelled the rollout before it went live; False when it had gone live or ended
+        already, or can no longer be cancelled (it then ends by itself). Idempotent."""
+        ...
+
+
+def stop_action(target: ServiceTarget) -> Literal["abandon", "cancel"] | None:
+    """What fail fast does with `target`'s rollout in flight, as the target declares it: give the wait up
+    (`abandonable_rollout`), cancel it through the vendor (`cancellable_rollout`), or nothing (None: it runs to
+    its end)."""
+    if getattr(target, "abandonable_rollout", False) is True:
+        return "abandon"
+    if getattr(target, "cancellable_rollout", False) is True and isinstance(target, CancellableTarget):
+        return "cancel"
+    return None
+
+
+async def _cancel_in_flight(target: CancellableTarget, handle: DeployHandle, what: str, timeout: float) -> str:
+    """Cancel a rollout the vendor would put live by itself, then follow it to its end, so that the rollback that
+    follows never races it; returns what the vendor answered, in words."""
+    vendor = target.provider.capitalize()
+    try:
+        cancelled: bool | None = await target.cancel_rollout(handle)
+        failure = ""
+    except AevonError as exc:
+        cancelled, failure = None, describe_error(exc)
+    log.info("%s: cancel asked of %s: %s", what, vendor,
+             {True: "cancelled", False: "not cancellable", None: f"failed ({failure})"}[cancelled])
+    try:
+        end = await _following(what, timeout, target.wait_ready(handle, timeout))
+    except AevonError as exc:
+        return f"cancel at {vendor}: {'sent' if cancelled else failure or 'refused'}; its end could not be read " \
+               f"({describe_error(exc)})"
+    if cancelled and end.status is not DeployStatus.READY:
+        return f"{vendor} cancelled the rollout before it went live (vendor status: {end.message})"
+    if end.status is DeployStatus.READY:
+        return f"{vendor} had put it live already, too late to cancel (vendor status: {end.message})"
+    how = f"the cancel failed ({failure})" if cancelled is None else f"{vendor} could not cancel it any more"
+    return f"{how}; it ended {end.status.value} (vendor status: {end.message})"
 
 
 def describe_error(exc: BaseException) -> str:

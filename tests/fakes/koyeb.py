@@ -28,12 +28,19 @@ class KoyebFake(TimedFake):
       them) ends there after STARTING and the active deployment keeps serving. Those are the DeploymentStatus
       values of the API (koyeb/koyeb-api-client-go docs/DeploymentStatus.md), the ones koyeb-cli's `--wait`
       treats as failures (koyeb/koyeb-cli pkg/koyeb/services_update.go). No rollback call exists.
+    - `POST /v1/deployments/{id}/cancel` (Cancel Deployment, koyeb/koyeb-api-client-python spec/openapi.json and
+      docs/DeploymentsApi.md `cancel_deployment`): "Deployment cancellation is allowed for the following status:
+      pending, provisioning, scheduled". Such a deployment goes CANCELING, then CANCELED after a step, and never
+      HEALTHY (the active deployment keeps serving); 200 with `CancelDeploymentReply`, an empty object. Any other
+      status gets 400 `ErrorWithFields` {status, code, message, fields} (the documented model; its wording is
+      not documented); an unknown id 404 `Error`.
     - Errors: the Error model `{"status", "code", "message"}`; a refused token is a 401 of that shape.
     """
 
     STEPS = ("PENDING", "PROVISIONING", "SCHEDULED", "ALLOCATING", "STARTING")
     FAIL_STEPS = ("PENDING", "PROVISIONING", "ERRORING")
-    SETTLED = ("HEALTHY", "STOPPED", "ERROR", "DEGRADED", "UNHEALTHY")
+    SETTLED = ("HEALTHY", "STOPPED", "ERROR", "DEGRADED", "UNHEALTHY", "CANCELED")
+    CANCELLABLE = ("PENDING", "PROVISIONING", "SCHEDULED")
 
     def __init__(self, token: str, step_s: float = 0.2) -> None:
         self.services: dict[str, dict[str, Any]] = {}
@@ -45,6 +52,7 @@ class KoyebFake(TimedFake):
         self.route("PUT", r"/v1/services/(?P<id>[^/]+)", self.update_service)
         self.route("POST", r"/v1/services/(?P<id>[^/]+)/redeploy", self.redeploy)
         self.route("GET", r"/v1/deployments/(?P<id>[^/]+)", self.get_deployment)
+        self.route("POST", r"/v1/deployments/(?P<id>[^/]+)/cancel", self.cancel_deployment)
         self.route("GET", r"/v1/deployments", self.list_deployments)
 
     def error_body(self, status: int, message: str) -> Any:
@@ -75,6 +83,13 @@ class KoyebFake(TimedFake):
             self.advance(now)
             assert dep["status"] == "HEALTHY"
 
+    def status_of(self, dep_id: str) -> tuple[str, bool]:
+        """(status now, whether it was ever healthy) of deployment `dep_id`."""
+        with self.lock:
+            self.advance(time.time())
+            dep = next(d for d in self.deployments if d["id"] == dep_id)
+            return str(dep["status"]), dep["succeeded_at"] is not None
+
     def count(self, service_id: str) -> int:
         with self.lock:
             return sum(1 for d in self.deployments if d["service_id"] == service_id)
@@ -91,13 +106,17 @@ class KoyebFake(TimedFake):
                "status": "PENDING", "definition": copy.deepcopy(definition), "messages": [],
                "created_at": iso(now), "updated_at": iso(now), "succeeded_at": None, "terminated_at": None,
                "version": str(sum(1 for d in self.deployments if d["service_id"] == service_id) + 1),
-               "created": now, "fails": self._sha(definition) in self.fail_shas}
+               "created": now, "fails": self._sha(definition) in self.fail_shas, "canceling": 0.0}
         self.deployments.insert(0, dep)
         service["latest_deployment_id"] = dep["id"]
         return dep
 
     def advance(self, now: float) -> None:
         for dep in reversed(self.deployments):
+            if dep["status"] == "CANCELING":
+                if now - dep["canceling"] >= self.step_s:
+                    dep.update(status="CANCELED", updated_at=iso(now), terminated_at=iso(now))
+                continue
             if dep["status"] in self.SETTLED:
                 continue
             end = "ERROR" if dep["fails"] else self.end_states.get(self._sha(dep["definition"]), "HEALTHY")
@@ -119,7 +138,7 @@ class KoyebFake(TimedFake):
 
     @staticmethod
     def view(dep: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in dep.items() if k not in ("created", "fails")}
+        return {k: v for k, v in dep.items() if k not in ("created", "fails", "canceling")}
 
     # -- handlers ----------------------------------------------------------------------------------------------
     def get_service(self, req: Request) -> Response:
@@ -150,6 +169,18 @@ class KoyebFake(TimedFake):
     def get_deployment(self, req: Request) -> Response:
         dep = next((d for d in self.deployments if d["id"] == req.params["id"]), None)
         return Response(200, {"deployment": self.view(dep)}) if dep else self._err(404, "Deployment not found")
+
+    def cancel_deployment(self, req: Request) -> Response:
+        dep = next((d for d in self.deployments if d["id"] == req.params["id"]), None)
+        if dep is None:
+            return self._err(404, "Deployment not found")
+        if dep["status"] not in self.CANCELLABLE:
+            body = {**self.error_body(400, f"Deployment is {dep['status']}: cancellation is allowed for pending, "
+                                           "provisioning and scheduled deployments only"), "fields": []}
+            return Response(400, body)
+        now = time.time()
+        dep.update(status="CANCELING", canceling=now, updated_at=iso(now))
+        return Response(200, {})
 
     def list_deployments(self, req: Request) -> Response:
         deps = [d for d in self.deployments if not req.q("service_id") or d["service_id"] == req.q("service_id")]

@@ -34,11 +34,13 @@ type Query {
 type Mutation {
   serviceInstanceDeployV2(commitSha: String, environmentId: String!, serviceId: String!): String!
   deploymentRollback(id: String!): Boolean!
+  deploymentCancel(id: String!): Boolean!
 }
 """
 SCHEMA = build_schema(SDL)
 SUCCEEDED = ("SUCCESS", "SLEEPING", "REMOVING", "REMOVED")  # went live at some point: can be rolled back to
 SETTLED = ("SUCCESS", "REMOVED", "FAILED", "CRASHED", "SKIPPED")
+RUNNING = ("INITIALIZING", "QUEUED", "WAITING", "NEEDS_APPROVAL", "BUILDING", "DEPLOYING")  # cancellable
 
 
 class RailwayFake(TimedFake):
@@ -56,6 +58,12 @@ class RailwayFake(TimedFake):
       the plan's retention (`expire(id)` ages one out); `deploymentRollback(id): Boolean!` redeploys that
       deployment's image and its variables as a new deployment (no build) and is refused where `canRollback` is
       false (https://docs.railway.com/deployments/deployment-actions#rollback).
+    - `deploymentCancel(id: String!): Boolean!` "Cancels a deployment." (railwayapp/cli src/gql/schema.json, the
+      public schema the official CLI vendors). `DeploymentStatus` has no cancelled value: a deployment cancelled
+      before it served goes REMOVED, is never SUCCESS, and `canRollback` stays false (it never served). Only a
+      deployment still on its way (INITIALIZING, QUEUED, WAITING, NEEDS_APPROVAL, BUILDING, DEPLOYING) is
+      cancelled; any other gets a GraphQL error (its wording is not documented), an unknown id "Deployment not
+      found".
     - Errors come as HTTP 200 `{"data": null, "errors": [{"message", "locations", "path"}]}`; a refused token is
       `{"errors": [{"message": "Not Authorized"}]}`. Tokens: `Authorization: Bearer` or `Project-Access-Token`.
     """
@@ -122,6 +130,7 @@ class RailwayFake(TimedFake):
             dep["status"] = stage(dep["created"], now, self.step_s, steps, end, end, False)
             dep["updatedAt"] = iso(now)
             if dep["status"] == "SUCCESS":
+                dep["served"] = True
                 for other in self.deployments:
                     same = (other["serviceId"], other["environmentId"]) == (dep["serviceId"], dep["environmentId"])
                     if other is not dep and same and other["status"] == "SUCCESS":
@@ -133,13 +142,15 @@ class RailwayFake(TimedFake):
         dep = {"id": self.new_id("d0c5a1e2-"), "status": "INITIALIZING", "createdAt": iso(now), "updatedAt": iso(now),
                "serviceId": service_id, "environmentId": environment_id, "projectId": "proj-fake",
                "staticUrl": f"{service_id}-production.up.railway.app", "url": None, "meta": meta,
-               "created": now, "fails": fails, "rollback": rollback, "expired": False, "removing": 0.0}
+               "created": now, "fails": fails, "rollback": rollback, "expired": False, "removing": 0.0,
+               "cancelled": False, "served": False}
         self.deployments.insert(0, dep)
         return dep
 
     @staticmethod
     def view(dep: dict[str, Any]) -> dict[str, Any]:
-        return {**dep, "canRollback": dep["status"] in SUCCEEDED and not dep["expired"], "canRedeploy": True}
+        can = dep["status"] in SUCCEEDED and not dep["expired"] and not dep["cancelled"]
+        return {**dep, "canRollback": can, "canRedeploy": True}
 
     # -- resolvers (graphql-core calls them with the schema's argument names) --------------------------------
     def deployment(self, _info: Any, id: str) -> dict[str, Any]:
@@ -182,6 +193,22 @@ class RailwayFake(TimedFake):
         self._new(target["serviceId"], target["environmentId"], dict(target["meta"]), False, True)
         return True
 
+    def deploymentCancel(self, _info: Any, id: str) -> bool:
+        dep = next((d for d in self.deployments if d["id"] == id), None)
+        if dep is None:
+            raise GraphQLError("Deployment not found")
+        if dep["status"] not in RUNNING:
+            raise GraphQLError(f"Deployment is {dep['status']} and cannot be cancelled")
+        dep.update(status="REMOVED", cancelled=True, updatedAt=iso(time.time()))
+        return True
+
+    def status_of(self, dep_id: str) -> tuple[str, bool]:
+        """(status now, whether it ever served) of deployment `dep_id`."""
+        with self.lock:
+            self.advance(time.time())
+            dep = next(d for d in self.deployments if d["id"] == dep_id)
+            return str(dep["status"]), bool(dep["served"])
+
     # -- HTTP --------------------------------------------------------------------------------------------------
     def graphql(self, req: Request) -> Response:
         body = req.json() or {}
@@ -202,3 +229,4 @@ class _Root:
         self.deployments = fake.deployments_
         self.serviceInstanceDeployV2 = fake.serviceInstanceDeployV2
         self.deploymentRollback = fake.deploymentRollback
+        self.deploymentCancel = fake.deploymentCancel

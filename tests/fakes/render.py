@@ -27,6 +27,13 @@ class RenderFake(TimedFake):
       `[{"deploy": {...}, "cursor": "..."}]` newest first, the next page after the given cursor.
     - `POST /v1/services/{serviceId}/rollback` (/reference/rollback-deploy): `deployId`; 201 a new deploy with
       trigger `rollback` that goes live without a build.
+    - `POST /v1/services/{serviceId}/deploys/{deployId}/cancel` (/reference/cancel-deploy, "Cancel an in-progress
+      deploy for a service"; render-oss/cli pkg/client/client_gen.go `CancelDeploy`): no body; 200 the deploy,
+      now `canceled` for good (it never goes live; a deploy queued behind it starts). Only the statuses the
+      official CLI offers a cancel for are cancelled (created, build_in_progress, update_in_progress,
+      pre_deploy_in_progress: pkg/deploy/util.go `cancellableStatuses`); any other (queued, live, deactivated,
+      failed, canceled) gets 400 `{"id": "bad_request", "message"}`, the documented error model (its wording
+      is not documented); an unknown service or deploy, or a deploy of another service, 404.
     - Status flow: created -> build_in_progress -> update_in_progress -> live (the previous live deploy becomes
       deactivated); a failing commit ends in build_failed; `end_states[sha]` = update_failed, pre_deploy_failed
       or canceled ends there instead (pre_deploy_in_progress precedes pre_deploy_failed).
@@ -38,6 +45,7 @@ class RenderFake(TimedFake):
 
     RUNNING = ("created", "build_in_progress", "pre_deploy_in_progress", "update_in_progress")
     SETTLED = ("live", "deactivated", "build_failed", "update_failed", "pre_deploy_failed", "canceled")
+    CANCELLABLE = ("created", "build_in_progress", "pre_deploy_in_progress", "update_in_progress")
 
     def __init__(self, token: str, step_s: float = 0.2) -> None:
         self.services: dict[str, list[dict[str, Any]]] = {}
@@ -47,6 +55,7 @@ class RenderFake(TimedFake):
     def routes(self) -> None:
         self.route("POST", r"/v1/services/(?P<sid>[^/]+)/deploys", self.create)
         self.route("GET", r"/v1/services/(?P<sid>[^/]+)/deploys/(?P<id>[^/]+)", self.get)
+        self.route("POST", r"/v1/services/(?P<sid>[^/]+)/deploys/(?P<id>[^/]+)/cancel", self.cancel)
         self.route("GET", r"/v1/services/(?P<sid>[^/]+)/deploys", self.list)
         self.route("POST", r"/v1/services/(?P<sid>[^/]+)/rollback", self.rollback)
         self.route("GET", r"/v1/services/(?P<sid>[^/]+)", self.get_service)
@@ -84,6 +93,13 @@ class RenderFake(TimedFake):
         with self.lock:
             return len(self.services[service_id])
 
+    def status_of(self, deploy_id: str) -> tuple[str, bool]:
+        """(status now, whether it ever went live) of deploy `deploy_id`."""
+        with self.lock:
+            self.advance(time.time())
+            dep = next(d for ds in self.services.values() for d in ds if d["id"] == deploy_id)
+            return str(dep["status"]), bool(dep["was_live"])
+
     def _path_of(self, dep: dict[str, Any]) -> tuple[tuple[str, ...], str]:
         if dep["fails"]:
             return self.STEPS[:2], "build_failed"
@@ -110,13 +126,14 @@ class RenderFake(TimedFake):
                 if dep["status"] in self.SETTLED:
                     dep["finishedAt"] = iso(now)
                 if dep["status"] == "live":
+                    dep["was_live"] = True
                     for other in deploys:
                         if other is not dep and other["status"] == "live":
                             other["status"] = "deactivated"
 
     @staticmethod
     def view(dep: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in dep.items() if k not in ("created", "fails")}
+        return {k: v for k, v in dep.items() if k not in ("created", "fails", "was_live")}
 
     def _new(self, sid: str, commit: dict[str, Any] | None, image: dict[str, Any] | None, trigger: str,
              fails: bool) -> dict[str, Any]:
@@ -124,7 +141,8 @@ class RenderFake(TimedFake):
         busy = trigger != "rollback" and any(d["status"] in self.RUNNING for d in self.services[sid])
         dep = {"id": self.new_id("dep-"), "commit": commit, "image": image, "trigger": trigger,
                "status": "queued" if busy else "created",
-               "createdAt": iso(now), "updatedAt": iso(now), "finishedAt": None, "created": now, "fails": fails}
+               "createdAt": iso(now), "updatedAt": iso(now), "finishedAt": None, "created": now, "fails": fails,
+               "was_live": False}
         self.services[sid].insert(0, dep)
         return dep
 
@@ -179,6 +197,19 @@ class RenderFake(TimedFake):
             items = items[at + 1:] if at is not None else []
         limit = max(1, min(int(req.q("limit") or 20), 100))
         return Response(200, [{"deploy": self.view(d), "cursor": d["id"]} for d in items[:limit]])
+
+    def cancel(self, req: Request) -> Response:
+        sid = req.params["sid"]
+        if sid not in self.services:
+            return self._err(404, "service not found")
+        dep = next((d for d in self.services[sid] if d["id"] == req.params["id"]), None)
+        if dep is None:
+            return self._err(404, "deploy not found")
+        if dep["status"] not in self.CANCELLABLE:
+            return self._err(400, f"deploy {dep['id']} is {dep['status']} and cannot be canceled")
+        now = time.time()
+        dep.update(status="canceled", updatedAt=iso(now), finishedAt=iso(now))
+        return Response(200, self.view(dep))
 
     def rollback(self, req: Request) -> Response:
         sid = req.params["sid"]

@@ -44,6 +44,9 @@ class KubernetesTarget:
     """
 
     supports_canary = True
+    # fail fast may stop waiting for a rollout (tasks/services.py): the rollback patches the Deployment back and
+    # the controller drops the new ReplicaSet
+    abandonable_rollout = True
 
     def __init__(self, *, service: str, provider: str, settings: KubeSettings, connection: Connection) -> None:
         self.service = service

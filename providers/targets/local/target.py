@@ -40,6 +40,7 @@ class LocalTarget:
     """
 
     provider = "local"
+    abandonable_rollout = True  # fail fast may stop waiting: the rollback stops an instance abandoned while starting
 
     def __init__(self, ctx: TargetContext, settings: LocalSettings, *, http: httpx.AsyncClient | None = None) -> None:
         self.service = ctx.spec.name

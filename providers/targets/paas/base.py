@@ -9,6 +9,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -250,6 +251,46 @@ class PaasTarget(ABC):
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
+
+
+class Rollout(Enum):
+    """Where a rollout stands for a cancel: still running, cancelled before it went live, or ended otherwise."""
+
+    RUNNING = "running"
+    CANCELLED = "cancelled"
+    ENDED = "ended"  # live (or live once and replaced), failed, or gone some other way
+
+
+class CancelsRollout(ABC):
+    """The capability to cancel a rollout in flight through the vendor's own cancel call (Render, Railway, Koyeb).
+
+    Vendors that put a deployment live by themselves once it is ready (even after our rollback) offer it, so
+    that fail fast stops such a rollout instead of waiting for it (tasks/services.py). Idempotent: a second call,
+    or a cancel whose answer was lost and that the client sent again, finds the deployment cancelled already.
+    """
+
+    cancellable_rollout: ClassVar[bool] = True
+
+    @abstractmethod
+    async def _rollout(self, handle: DeployHandle) -> Rollout:
+        """One read of where `handle`'s deployment stands, for a cancel."""
+
+    @abstractmethod
+    async def _cancel(self, handle: DeployHandle) -> None:
+        """The vendor's cancel call (transient errors retried by the client; a refusal is a PermanentError)."""
+
+    async def cancel_rollout(self, handle: DeployHandle) -> bool:
+        """Cancel `handle`'s rollout: True when the vendor cancelled it before it went live (it never will);
+        False when it had gone live or ended already, or is past the point where the vendor can cancel it (it
+        then ends by itself). A refusal is judged by reading the deployment again, never by its wording."""
+        state = await self._rollout(handle)
+        if state is Rollout.RUNNING:
+            try:
+                await self._cancel(handle)
+                return True
+            except PermanentError:
+                state = await self._rollout(handle)  # refused: it ended meanwhile, or cannot be cancelled now
+        return state is Rollout.CANCELLED
 
 
 def ambiguous(exc: TransientError) -> bool:

@@ -13,8 +13,10 @@ from providers.models import DeployHandle, DeployStatus, Release, ServiceVersion
 from providers.targets.base import TargetContext
 from providers.targets.paas.base import (
     RELEASE_KEY,
+    CancelsRollout,
     PaasSettings,
     PaasTarget,
+    Rollout,
     ShaTemplate,
     load,
     parse_time,
@@ -37,6 +39,8 @@ STATUSES = {
     "CANCELED": DeployStatus.CANCELED,
 }
 ENDED = ("STOPPING", "STOPPED", "STASHED")  # replaced: READY if it had become healthy, else CANCELED
+# not healthy yet; Koyeb cancels the first three only (Cancel Deployment): ALLOCATING and STARTING run to their end
+RUNNING = ("PENDING", "PROVISIONING", "SCHEDULED", "ALLOCATING", "STARTING")
 
 
 class KoyebSettings(PaasSettings):
@@ -55,7 +59,7 @@ def release_of(dep: dict[str, Any]) -> str | None:
     return next((str(e.get("value")) for e in env if e.get("key") == RELEASE_KEY), None)
 
 
-class KoyebTarget(PaasTarget):
+class KoyebTarget(CancelsRollout, PaasTarget):
     """A Koyeb service as a service target.
 
     Follows the Koyeb REST API (https://www.koyeb.com/docs/reference/api, base https://app.koyeb.com, Bearer token;
@@ -72,6 +76,11 @@ class KoyebTarget(PaasTarget):
     - Outcome as koyeb-cli judges it (koyeb/koyeb-cli pkg/koyeb/services_update.go and services_redeploy.go, the
       `--wait` loops): ERROR, ERRORING, DEGRADED, UNHEALTHY and CANCELED end the wait as a failure at once;
       PENDING, PROVISIONING, SCHEDULED, ALLOCATING and STARTING are still in progress.
+    - Cancel Deployment, `POST /v1/deployments/{id}/cancel` (no body; 200 `CancelDeploymentReply`, an empty
+      object; 400 `ErrorWithFields`, 401/403/404/500/503 `Error`), "allowed for the following status: pending,
+      provisioning, scheduled" (koyeb/koyeb-api-client-python spec/openapi.json, docs/DeploymentsApi.md
+      `cancel_deployment`); the deployment then goes CANCELING, CANCELED and never HEALTHY. The error a later
+      status gets is not stated beyond the 400 model, so a refusal is judged by reading the deployment again.
     Koyeb has no rollback call (`POST /v1/services/{id}/redeploy` only rebuilds the current definition with an optional
     sha), so a rollback re-applies the earlier deployment's definition with Update Service.
 
@@ -175,6 +184,17 @@ class KoyebTarget(PaasTarget):
                 return self.handle(to.version, str(dep["id"]), release_id=to.release_id, kind="rollback",
                                    to=vendor_ref)
         return None
+
+    # -- CancelsRollout ------------------------------------------------------------------------------------------
+    async def _rollout(self, handle: DeployHandle) -> Rollout:
+        status = str((await self._deployment(str(handle.vendor_ref))).get("status"))
+        if status in RUNNING:
+            return Rollout.RUNNING
+        return Rollout.CANCELLED if status in ("CANCELING", "CANCELED") else Rollout.ENDED
+
+    async def _cancel(self, handle: DeployHandle) -> None:
+        await self.http.json("POST", self.url(f"/v1/deployments/{handle.vendor_ref}/cancel"),
+                             resource=f"deployment {handle.vendor_ref} cancel", **self._kw())
 
     async def current(self) -> ServiceVersion | None:
         active = (await self._service()).get("active_deployment_id")

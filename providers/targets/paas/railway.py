@@ -12,7 +12,15 @@ from providers.clients.http import VendorClient
 from providers.errors import PermanentError, TransientError
 from providers.models import DeployHandle, DeployStatus, Release, ServiceVersion
 from providers.targets.base import TargetContext
-from providers.targets.paas.base import IndexedTarget, PaasSettings, load, parse_time, status_of
+from providers.targets.paas.base import (
+    CancelsRollout,
+    IndexedTarget,
+    PaasSettings,
+    Rollout,
+    load,
+    parse_time,
+    status_of,
+)
 
 STATUSES = {
     "INITIALIZING": DeployStatus.PENDING,
@@ -30,6 +38,8 @@ STATUSES = {
     "SKIPPED": DeployStatus.CANCELED,
 }
 SERVED = ("SUCCESS", "SLEEPING")  # REMOVED / REMOVING deployments serve nothing
+RUNNING = ("INITIALIZING", "QUEUED", "WAITING", "NEEDS_APPROVAL", "BUILDING", "DEPLOYING")  # not live yet
+GONE = ("REMOVED", "REMOVING", "SKIPPED")  # what a cancelled deployment shows (the enum has no CANCELED)
 FIELDS = "id status createdAt staticUrl meta canRollback"
 RESTORES_VARIABLES = ("a Railway rollback restores that deployment's image and its custom variables as they were "
                       "then (https://docs.railway.com/deployments/deployment-actions#rollback)")
@@ -40,6 +50,7 @@ DEPLOYMENTS = ("query Deployments($input: DeploymentListInput!, $first: Int, $af
                f" deployments(input: $input, first: $first, after: $after) {{ edges {{ node {{ {FIELDS} }} }}"
                " pageInfo { hasNextPage endCursor } } }")
 ROLLBACK = "mutation Rollback($id: String!) { deploymentRollback(id: $id) }"
+CANCEL = "mutation Cancel($id: String!) { deploymentCancel(id: $id) }"
 
 
 class GraphQLClient(VendorClient):
@@ -70,7 +81,7 @@ class RailwaySettings(PaasSettings):
     )
 
 
-class RailwayTarget(IndexedTarget):
+class RailwayTarget(CancelsRollout, IndexedTarget):
     """A Railway service instance (service x environment) as a service target.
 
     Follows the Railway public API (https://docs.railway.com/reference/public-api, endpoint
@@ -84,6 +95,10 @@ class RailwayTarget(IndexedTarget):
       (https://docs.railway.com/deployments/deployment-actions#rollback): "Both the Docker image and custom
       variables are restored during the rollback process"; "Deployments older than your plan's retention policy
       cannot be restored via rollback". The rollback's report says so.
+    - `mutation deploymentCancel(id: String!): Boolean!` "Cancels a deployment." (the public schema as the
+      official CLI vendors it: railwayapp/cli src/gql/schema.json). `DeploymentStatus` has no cancelled value:
+      a cancelled deployment leaves the running states for REMOVED without ever being SUCCESS, and nothing
+      documents the error for one that is no longer running, so a refusal is judged by reading it again.
     - `DeploymentStatus`: INITIALIZING, QUEUED, WAITING, NEEDS_APPROVAL, BUILDING, DEPLOYING, SUCCESS, FAILED, CRASHED,
       REMOVING, REMOVED, SKIPPED, SLEEPING. Only SUCCESS and SLEEPING serve; the connection's order is not
       documented, so deployments are sorted by `createdAt` (newest first) here.
@@ -188,6 +203,23 @@ class RailwayTarget(IndexedTarget):
                 return self.handle(to.version, str(dep["id"]), release_id=to.release_id, kind="rollback",
                                    to=vendor_ref, note=RESTORES_VARIABLES)
         return None
+
+    # -- CancelsRollout ------------------------------------------------------------------------------------------
+    async def _rollout(self, handle: DeployHandle) -> Rollout:
+        if not handle.vendor_ref:  # a rollback not listed yet: never cancelled
+            return Rollout.ENDED
+        dep = (await self._gql(DEPLOYMENT, {"id": handle.vendor_ref},
+                               resource=f"deployment {handle.vendor_ref}"))["deployment"]
+        status = str(dep.get("status"))
+        if status in RUNNING:
+            return Rollout.RUNNING
+        # removed without ever serving (nothing to roll back to): cancelled; a removed one that served can be
+        return Rollout.CANCELLED if status in GONE and not dep.get("canRollback") else Rollout.ENDED
+
+    async def _cancel(self, handle: DeployHandle) -> None:
+        done = await self._gql(CANCEL, {"id": handle.vendor_ref}, resource=f"deployment {handle.vendor_ref} cancel")
+        if not done.get("deploymentCancel"):
+            raise PermanentError("cancel refused", provider=self.provider, resource=f"deployment {handle.vendor_ref}")
 
     async def current(self) -> ServiceVersion | None:
         live = next((d for d in await self._deployments() if d.get("status") in SERVED), None)

@@ -14,9 +14,11 @@ from providers.errors import PermanentError, TransientError
 from providers.models import DeployHandle, DeployStatus, Release, ServiceVersion, utcnow
 from providers.targets.base import TargetContext
 from providers.targets.paas.base import (
+    CancelsRollout,
     IndexedTarget,
     PaasSettings,
     ReleaseIndex,
+    Rollout,
     ShaTemplate,
     load,
     parse_time,
@@ -37,6 +39,10 @@ STATUSES = {
     "canceled": DeployStatus.CANCELED,
 }
 SERVED = ("live", "deactivated")
+# statuses Cancel deploy acts on: the official CLI offers cancel for these only (render-oss/cli pkg/deploy/util.go
+# `cancellableStatuses`); a queued deploy is read as still running, and a refused cancel of it as not cancellable
+CANCELLABLE = ("created", "build_in_progress", "update_in_progress", "pre_deploy_in_progress")
+RUNNING = (*CANCELLABLE, "queued")
 AUTODEPLOY_ON = ("autodeploy is on for this Render service: the next push to its branch deploys over this "
                  "{what} (settings.disable_autodeploy: true turns it off through Update service)")
 
@@ -80,7 +86,7 @@ class RenderSettings(PaasSettings):
         return v
 
 
-class RenderTarget(IndexedTarget):
+class RenderTarget(CancelsRollout, IndexedTarget):
     """A Render web service or worker as a service target.
 
     Follows the Render public API reference (https://api-docs.render.com/reference), base URL https://api.render.com/v1,
@@ -96,6 +102,12 @@ class RenderTarget(IndexedTarget):
       the next page starts after the last item's cursor): /reference/list-deploys
     - Roll back deploy, `POST /services/{serviceId}/rollback` (body `deployId`; 201 the new deploy):
       /reference/rollback-deploy
+    - Cancel deploy, `POST /services/{serviceId}/deploys/{deployId}/cancel` (no body; 200 the deploy, status
+      `canceled`; errors 400, 401, 403, 404, 429, 500, 503 as `{"id", "message"}`): "Cancel an in-progress deploy
+      for a service" (/reference/cancel-deploy; render-oss/cli pkg/client/client_gen.go `CancelDeploy`,
+      `CancelDeployResponse`). The CLI offers it for created, build_in_progress, update_in_progress and
+      pre_deploy_in_progress only (pkg/deploy/util.go). Which error a finished deploy gets is not stated, so a
+      refused cancel is judged by reading the deploy again, never by the error's words.
     - Deploy `status`: created, queued, build_in_progress, update_in_progress, pre_deploy_in_progress, live,
       deactivated (was live, replaced), build_failed, update_failed, pre_deploy_failed, canceled.
     - Errors: `{"id", "message"}` with 401 (bad key), 404, 429 (rate limit), 5xx.
@@ -210,6 +222,19 @@ class RenderTarget(IndexedTarget):
                 return self.handle(to.version, str(dep["id"]), release_id=to.release_id, kind="rollback",
                                    to=vendor_ref)
         return None
+
+    # -- CancelsRollout ------------------------------------------------------------------------------------------
+    async def _rollout(self, handle: DeployHandle) -> Rollout:
+        dep = await self.http.json("GET", self._path(f"/deploys/{handle.vendor_ref}"),
+                                   resource=f"{self.res} deploy {handle.vendor_ref}", **self._kw())
+        status = str(dep.get("status"))
+        if status in RUNNING:
+            return Rollout.RUNNING
+        return Rollout.CANCELLED if status == "canceled" else Rollout.ENDED
+
+    async def _cancel(self, handle: DeployHandle) -> None:
+        await self.http.json("POST", self._path(f"/deploys/{handle.vendor_ref}/cancel"),
+                             resource=f"{self.res} deploy {handle.vendor_ref} cancel", **self._kw())
 
     async def current(self) -> ServiceVersion | None:
         live = await self._deploys(status="live", limit=1)

@@ -82,6 +82,9 @@ class VercelTarget(PaasTarget):
     """
 
     provider = "vercel"
+    # fail fast may stop waiting for a rollout (tasks/services.py): after an instant rollback a new production
+    # deployment becomes production only when promoted (/docs/instant-rollback)
+    abandonable_rollout = True
 
     def __init__(self, ctx: TargetContext) -> None:
         settings, token, client, owns = load(ctx, VercelSettings)
