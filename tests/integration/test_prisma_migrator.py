@@ -13,7 +13,8 @@ from pydantic import SecretStr
 from deployments.spec import DatabaseSpec
 from providers.errors import PermanentError, TransientError
 from providers.migrators.base import Migrator, MigratorContext
-from providers.migrators.prisma.migrator import PrismaMigrator, _parse_lists, make_migrator
+from providers.migrators.prisma.cli import _parse_lists
+from providers.migrators.prisma.migrator import PrismaMigrator, make_migrator
 from tests.pg import fetch, temp_database
 from tests.sample_app import ensure_prisma_toolkit
 

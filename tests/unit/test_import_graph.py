@@ -129,6 +129,7 @@ def test_no_import_cycle_even_under_type_checking() -> None:
 def test_the_migrator_owns_its_inverse_computation() -> None:
     """inverse.py is called by the migrator with what it needs; it never reaches back into the migrator."""
     known = modules()
-    for helper in ("inverse", "preconditions", "revert", "script", "schema_file", "consistency", "history"):
+    for helper in ("inverse", "inverse_diff", "cli", "preconditions", "revert", "script", "schema_file", "consistency",
+                   "history"):
         name = f"providers.migrators.prisma.{helper}"
         assert "providers.migrators.prisma.migrator" not in imports_of(name, known[name], known), helper

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from providers.migrators.prisma.inverse import inverse_steps, nothing_to_invert, step_keys
+from providers.migrators.prisma.inverse import nothing_to_invert
+from providers.migrators.prisma.inverse_diff import inverse_steps, step_keys
 
 
 def history(root: Path, migrations: dict[str, str]) -> Path:
