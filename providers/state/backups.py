@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import TYPE_CHECKING
 
 from providers.migrators.backup import BackupRecord
 from providers.models import utcnow
+from providers.state.connect import Connect
 from providers.state.journal import JournalStep
-
-if TYPE_CHECKING:
-    from providers.state.store import StateStore
 
 
 def new_backup_id(env: str) -> str:
@@ -23,8 +20,8 @@ class BackupCatalog:
     """Backup records in the state database (`aevon_backups`; release_id names the run that took it, no foreign
     key); connections from the run's StateStore."""
 
-    def __init__(self, store: StateStore) -> None:
-        self._conn = store.connection
+    def __init__(self, connect: Connect) -> None:
+        self._conn = connect
 
     async def record(self, rec: BackupRecord) -> None:
         """Insert or update one backup record (idempotent per backup id)."""

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from providers.state.store import StateStore
+from providers.state.connect import Connect
 
 
 class LedgerInverseCache:
@@ -17,8 +15,8 @@ class LedgerInverseCache:
     through the ledger, a prod plan reuses what staging computed instead of diffing again (about 2 s a migration).
     """
 
-    def __init__(self, store: StateStore) -> None:
-        self._conn = store.connection
+    def __init__(self, connect: Connect) -> None:
+        self._conn = connect
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, str]:
         """The scripts cached under `keys` (missing keys are absent)."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, overload
+from typing import Any, NamedTuple, overload
 
 from pydantic import BaseModel, Field
 
 from providers.errors import AevonError
+from providers.state.connect import Connect
 from providers.state.group_commit import GroupCommit
 from providers.state.journal import (
     AnyEntry,
@@ -24,9 +25,6 @@ from providers.state.journal import (
     Undo,
     parse_entry,
 )
-
-if TYPE_CHECKING:
-    from providers.state.store import StateStore
 
 _FENCE = ("SELECT 1 FROM aevon_env_locks WHERE env=$7 AND token=$8 AND flow_run_id IS NOT NULL "
           "AND expires_at >= now()")  # the same condition as LockTable.holds
@@ -88,8 +86,8 @@ class Ledger:
     """Durable record of releases and their journal. Writes are single statements (atomic) and idempotent;
     journal intents and marks written at the same moment share one statement (providers/state/group_commit.py)."""
 
-    def __init__(self, store: StateStore) -> None:
-        self._conn = store.connection
+    def __init__(self, connect: Connect) -> None:
+        self._conn = connect
         self._fence: tuple[str, int] | None = None
         self._intents = GroupCommit(self._write_intents, lambda i: (i.release_id, i.step, i.target))
         self._marks = GroupCommit(self._write_marks, lambda m: m.entry_id)

@@ -88,9 +88,9 @@ class StateStore:
         self._max_size = max_size
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
-        self.ledger = Ledger(self)
-        self.backups = BackupCatalog(self)
-        self.inverse_cache = LedgerInverseCache(self)
+        self.ledger = Ledger(self.connection)
+        self.backups = BackupCatalog(self.connection)
+        self.inverse_cache = LedgerInverseCache(self.connection)
 
     async def open(self) -> StateStore:
         """Open the pool and bring the schema up to date (idempotent)."""

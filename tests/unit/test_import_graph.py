@@ -14,7 +14,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("flows", "tasks", "providers", "deployments")
 # Cycles that exist only under TYPE_CHECKING and are being worked on; the list may only shrink.
 TOLERATED = [
-    ["providers.state.backups", "providers.state.ledger", "providers.state.store"],  # issue 10 item 4 (pool)
     # a target's canary helpers typed against the target class they extend (annotations only, never imported at run)
     ["providers.targets.local.canary", "providers.targets.local.target"],
     ["providers.targets.paas.vercel", "providers.targets.paas.vercel_canary"],
