@@ -129,7 +129,8 @@ def build_runtime(
         mdir = state_dir / "migrations" / env
         mdir.mkdir(parents=True, exist_ok=True)
         migrator = factory(
-            MigratorContext(env=env, spec=spec.database, database_url=secrets[spec.database.url_secret], state_dir=mdir)
+            MigratorContext(env=env, spec=spec.database, database_url=secrets[spec.database.url_secret], state_dir=mdir,
+                            shared=state.inverse_cache)  # down scripts computed once for every worker and env
         )
     return Runtime(
         spec=spec, spec_file=file, settings=settings, secrets=secrets, source=source, targets=targets,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -24,14 +25,25 @@ class MigrationLocked(PermanentError):
         super().__init__(message, provider=provider, resource=resource)
 
 
+class SharedScripts(Protocol):
+    """Scripts derived from migration files, kept beyond this machine (the ledger: providers/state/inverse_cache.py),
+    so that every worker and environment computes each one once."""
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, str]: ...
+
+    async def put(self, key: str, script: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class MigratorContext:
-    """What a migrator factory gets: the database spec, its URL (secret) and a state directory."""
+    """What a migrator factory gets: the database spec, its URL (secret), a state directory, and where derived
+    scripts are shared (None: this state directory only)."""
 
     env: str
     spec: DatabaseSpec
     database_url: SecretStr
     state_dir: Path
+    shared: SharedScripts | None = None
 
 
 class MigrationStatus(BaseModel):

@@ -162,7 +162,7 @@ class PrismaCli:
             return cli.stdout
 
         return await inverse_diff.inverse_steps(migrations, base, pending, self.ctx.state_dir, diff,
-                                                cache=self.ctx.state_dir / "inverse-cache")
+                                                cache=self.ctx.state_dir / "inverse-cache", shared=self.ctx.shared)
 
     def _raise(self, cli: CliResult, action: str) -> None:
         tail = cli.output[-_OUTPUT_LIMIT:]

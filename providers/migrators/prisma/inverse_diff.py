@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from providers.errors import PermanentError
+from providers.migrators.base import SharedScripts
 from providers.migrators.prisma.consistency import LOCK_FILE
 from providers.migrators.prisma.inverse import is_empty
 
@@ -22,6 +24,7 @@ DiffRunner = Callable[[Path, Path], Awaitable[str]]
 # P3006: "Migration `<name>` failed to apply cleanly to the shadow database."
 _SHADOW_FAILED_RE = re.compile(r"Migration `([^`]+)` failed to apply cleanly to the shadow database")
 _PARALLEL = max(2, min(4, os.cpu_count() or 2))  # each diff runs Prisma and two shadow databases
+log = logging.getLogger("aevon.run")
 
 
 class ShadowApplyFailed(PermanentError):
@@ -40,7 +43,8 @@ def shadow_failure(output: str) -> ShadowApplyFailed | None:
 
 
 async def inverse_steps(migrations: Path, base: list[str], pending: list[str], workdir: Path,
-                        diff: DiffRunner, cache: Path | None = None) -> dict[str, str]:
+                        diff: DiffRunner, cache: Path | None = None,
+                        shared: SharedScripts | None = None) -> dict[str, str]:
     """Per pending migration, its own down script: state k+1 -> state k, where state k = base + pending[:k].
 
     `migrations` is the checkout's folder, `base` the checkout's migrations that are not pending (in order), so the
@@ -49,14 +53,26 @@ async def inverse_steps(migrations: Path, base: list[str], pending: list[str], w
     applied when a later one failed. `diff(from_dir, to_dir)` runs Prisma; each diff replays migrations on two
     shadow databases (the role needs CREATEDB) and takes ~2 s; `_PARALLEL` run at a time. Scratch folders go in
     `workdir`. With `cache` (a folder), each step is looked up first by the checksums of the history it spans
-    (`step_key`) and stored after a successful diff: the same migrations are diffed once per state dir.
+    (`step_key`) and stored after a successful diff: the same migrations are diffed once per state dir. With
+    `shared` (the ledger's cache) too, a step missing here is looked up there and every diff is stored there: once
+    for every worker and environment (a pod's state dir starts empty). The shared cache is best effort: when it
+    cannot be read or written, the plan diffs here and says so in the run's log.
 
     Raises ShadowApplyFailed (from `diff`) when a pending migration fails on the shadow database.
     """
-    keys = await asyncio.to_thread(step_keys, migrations, base, pending) if cache is not None else []
+    keyed = cache is not None or shared is not None
+    keys = await asyncio.to_thread(step_keys, migrations, base, pending) if keyed else []
     scripts: list[str | None] = [await asyncio.to_thread(_cached, cache, key) for key in keys] if cache else \
         [None] * len(pending)
     missing = [k for k, sql in enumerate(scripts) if sql is None]
+    if missing and shared is not None:
+        found = await _shared_get(shared, [keys[k] for k in missing])
+        for k in missing:
+            if keys[k] in found:
+                scripts[k] = found[keys[k]]
+                if cache is not None:
+                    await asyncio.to_thread(_store, cache, keys[k], found[keys[k]])
+        missing = [k for k in missing if scripts[k] is None]
     if missing:
         await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
         tmp = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="inverse-", dir=workdir))
@@ -72,12 +88,29 @@ async def inverse_steps(migrations: Path, base: list[str], pending: list[str], w
                     scripts[k] = sql = await diff(after, before)
                     if cache is not None:
                         await asyncio.to_thread(_store, cache, keys[k], sql)
+                    if shared is not None:
+                        await _shared_put(shared, keys[k], sql)
 
             await asyncio.gather(*(one(k) for k in missing))
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, ignore_errors=True)
     return {name: "" if is_empty(sql) else str(sql).strip() + "\n" for name, sql in zip(pending, scripts,
                                                                                                strict=True)}
+
+
+async def _shared_get(shared: SharedScripts, keys: list[str]) -> dict[str, str]:
+    try:
+        return await shared.get_many(keys)
+    except Exception as exc:  # a cache: never the reason a plan fails
+        log.warning("the shared inverse cache could not be read (%s): diffing here", type(exc).__name__)
+        return {}
+
+
+async def _shared_put(shared: SharedScripts, key: str, script: str) -> None:
+    try:
+        await shared.put(key, script)
+    except Exception as exc:
+        log.warning("the shared inverse cache could not keep a down script (%s)", type(exc).__name__)
 
 
 CACHE_VERSION = "aevon-inverse-v1"  # bump when the way a step is computed changes (another Prisma major, ...)
