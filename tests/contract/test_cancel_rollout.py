@@ -16,9 +16,10 @@ from providers.targets.paas.base import CancelsRollout
 from tests.contract.conftest import Targets
 from tests.contract.harness import make_release
 from tests.contract.harness_koyeb import KoyebHarness
-from tests.contract.harness_railway import RailwayHarness
+from tests.contract.harness_railway import ENV_ID, RailwayHarness
 from tests.contract.harness_render import RenderHarness, service_id
 from tests.contract.paas_harness import PaasHarness
+from tests.fakes.railway import RailwayFake
 
 TIMEOUT = 60.0
 STEP_S = 0.5  # each vendor state lasts this long here: room to cancel in Koyeb's first three states (1.5 s)
@@ -150,3 +151,24 @@ async def test_the_fakes_refuse_a_finished_deploy_as_documented(harness: PaasHar
             assert resp.status_code == 200 and resp.json()["data"] is None
             assert [set(e) >= {"message"} for e in resp.json()["errors"]] == [True]
     assert vendor_state(harness, handle)[1]  # still what serves
+
+
+async def test_a_railway_project_token_cancels_in_its_own_environment_only(tmp_path: Path) -> None:
+    """A project token's scope is one environment of one project (docs.railway.com/reference/public-api)."""
+    h = RailwayHarness()
+    await h.start(tmp_path)
+    h.fake.step_s = STEP_S
+    made = Targets(h)
+    try:
+        _, handle = await live_then_next(h, made)  # deployed with a team token
+        assert isinstance(h.fake, RailwayFake)
+        h.overrides["token_kind"] = "project"
+        h.fake.token_environment = "env-staging"
+        with pytest.raises(PermanentError, match="Not Authorized"):
+            await cancellable(made()).cancel_rollout(handle)
+        h.fake.token_environment = ENV_ID
+        assert await cancellable(made()).cancel_rollout(handle) is True
+    finally:
+        for t in made.made:
+            await t.aclose()
+        await h.stop()

@@ -64,6 +64,9 @@ class RailwayFake(TimedFake):
       deployment still on its way (INITIALIZING, QUEUED, WAITING, NEEDS_APPROVAL, BUILDING, DEPLOYING) is
       cancelled; any other gets a GraphQL error (its wording is not documented), an unknown id "Deployment not
       found".
+    - A project token's scope is "Single environment in a project" (https://docs.railway.com/reference/public-api,
+      Choosing a token type): with `token_environment` set, a call with the project token on another environment
+      (deploy, read, list, roll back, cancel) is "Not Authorized".
     - Errors come as HTTP 200 `{"data": null, "errors": [{"message", "locations", "path"}]}`; a refused token is
       `{"errors": [{"message": "Not Authorized"}]}`. Tokens: `Authorization: Bearer` or `Project-Access-Token`.
     """
@@ -74,6 +77,7 @@ class RailwayFake(TimedFake):
     def __init__(self, token: str, step_s: float = 0.2) -> None:
         self.instances: set[tuple[str, str]] = set()  # (serviceId, environmentId)
         self.deployments: list[dict[str, Any]] = []  # newest first
+        self.token_environment: str | None = None  # set: the project token reaches this environment only
         super().__init__(token, step_s)
 
     def routes(self) -> None:
@@ -153,14 +157,21 @@ class RailwayFake(TimedFake):
         return {**dep, "canRollback": can, "canRedeploy": True}
 
     # -- resolvers (graphql-core calls them with the schema's argument names) --------------------------------
-    def deployment(self, _info: Any, id: str) -> dict[str, Any]:
+    def _scope(self, info: Any, environment_id: str | None) -> None:
+        """Refuse a project token outside its environment (`token_environment`)."""
+        if info.context.get("project_token") and self.token_environment not in (None, environment_id):
+            raise GraphQLError("Not Authorized")
+
+    def deployment(self, info: Any, id: str) -> dict[str, Any]:
         dep = next((d for d in self.deployments if d["id"] == id), None)
         if dep is None:
             raise GraphQLError("Deployment not found")
+        self._scope(info, dep["environmentId"])
         return self.view(dep)
 
-    def deployments_(self, _info: Any, input: dict[str, Any], first: int | None = None, after: str | None = None,
+    def deployments_(self, info: Any, input: dict[str, Any], first: int | None = None, after: str | None = None,
                      **_: Any) -> dict[str, Any]:
+        self._scope(info, input.get("environmentId"))
         deps = [d for d in self.deployments
                 if all(d[k] == input[k] for k in ("serviceId", "environmentId", "projectId") if input.get(k))]
         wanted = (input.get("status") or {}).get("in")
@@ -176,27 +187,30 @@ class RailwayFake(TimedFake):
                              "startCursor": page[0]["id"] if page else None,
                              "endCursor": page[-1]["id"] if page else None}}
 
-    def serviceInstanceDeployV2(self, _info: Any, environmentId: str, serviceId: str,
+    def serviceInstanceDeployV2(self, info: Any, environmentId: str, serviceId: str,
                                 commitSha: str | None = None) -> str:
+        self._scope(info, environmentId)
         if (serviceId, environmentId) not in self.instances:
             raise GraphQLError("ServiceInstance not found")
         sha = commitSha or "0" * 40
         meta = {"commitHash": sha, "commitMessage": f"commit {sha[:7]}", "branch": "main", "repo": "aevon/app"}
         return str(self._new(serviceId, environmentId, meta, sha in self.fail_shas, False)["id"])
 
-    def deploymentRollback(self, _info: Any, id: str) -> bool:
+    def deploymentRollback(self, info: Any, id: str) -> bool:
         target = next((d for d in self.deployments if d["id"] == id), None)
         if target is None:
             raise GraphQLError("Deployment not found")
+        self._scope(info, target["environmentId"])
         if not self.view(target)["canRollback"]:
             raise GraphQLError("Deployment cannot be rolled back")
         self._new(target["serviceId"], target["environmentId"], dict(target["meta"]), False, True)
         return True
 
-    def deploymentCancel(self, _info: Any, id: str) -> bool:
+    def deploymentCancel(self, info: Any, id: str) -> bool:
         dep = next((d for d in self.deployments if d["id"] == id), None)
         if dep is None:
             raise GraphQLError("Deployment not found")
+        self._scope(info, dep["environmentId"])
         if dep["status"] not in RUNNING:
             raise GraphQLError(f"Deployment is {dep['status']} and cannot be cancelled")
         dep.update(status="REMOVED", cancelled=True, updatedAt=iso(time.time()))
@@ -213,7 +227,8 @@ class RailwayFake(TimedFake):
     def graphql(self, req: Request) -> Response:
         body = req.json() or {}
         root = _Root(self)
-        result = graphql_sync(SCHEMA, str(body.get("query", "")), root_value=root,
+        scope = {"project_token": req.headers.get("project-access-token") == self.token}
+        result = graphql_sync(SCHEMA, str(body.get("query", "")), root_value=root, context_value=scope,
                               variable_values=body.get("variables"), operation_name=body.get("operationName"))
         out: dict[str, Any] = {"data": result.data}
         if result.errors:
