@@ -49,6 +49,7 @@ async def test_a_worker_with_an_empty_state_dir_reuses_the_down_script_another_c
             # a marked script in the ledger proves the next pod reads it instead of running `migrate diff`
             await fetch(ledger_url, "UPDATE aevon_inverse_cache SET script = $1", MARK)
             caplog.set_level(logging.INFO, logger="aevon.run")
+            caplog.clear()  # only what the second pod logs (the first pod's diff may be captured already)
             second = worker(url, tmp_path / "pod-2", store)
             again = await second.plan(checkout, None)
             assert again.inverse_steps[PRIORITY] == MARK
